@@ -1,0 +1,50 @@
+# One-line entry points. `make serve` and `make test` set everything up from scratch on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# CI and the dev machines keep MNIST in ../shared/data; elsewhere torchvision downloads it into data/.
+MNIST_ROOT ?= $(if $(wildcard ../shared/data/MNIST/raw),$(abspath ../shared/data),data)
+export MNIST_ROOT
+MODEL ?= default
+PORT ?= 3000
+
+.PHONY: help serve test lint format models bench-training clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.serve: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e ".[serve]"
+	touch $@
+
+$(VENV)/.dev: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $@ $(VENV)/.serve
+
+serve: $(VENV)/.serve  ## set up, then serve models/$(MODEL) on port $(PORT)
+	MNIST_MODEL=$(MODEL) $(BIN)/bentoml serve service.service:MNISTService --port $(PORT)
+
+test: $(VENV)/.dev  ## set up, then run the whole test suite
+	$(BIN)/python -m pytest
+
+lint: $(VENV)/.dev  ## ruff lint and format check
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+format: $(VENV)/.dev
+	$(BIN)/ruff check --fix . && $(BIN)/ruff format .
+
+models: $(VENV)/.dev  ## retrain and re-export the shipped models (default, pigeon, mnist-nn)
+	for preset in default pigeon mnist-nn; do \
+		$(BIN)/python -m training.train --preset $$preset --device cpu && \
+		$(BIN)/python -m training.export --run runs/$$preset || exit 1; \
+	done
+
+bench-training: $(VENV)/.dev  ## training benchmarks -> docs/benchmarks.md
+	$(BIN)/python -m benchmarks.training
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache *.egg-info

@@ -1,0 +1,1 @@
+"""Benchmarks that print figures and record them, with their command, in docs/benchmarks.md."""

@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from training.model import ACTIVATIONS, MLP, MNIST_MEAN, MNIST_STD, ModelConfig, count_parameters, dead_unit_fraction
+from training.presets import PRESETS
+
+
+@pytest.mark.parametrize(
+    ("preset", "expected"),
+    [
+        ("pigeon", 28 * 28 * 30 + 30 + 30 * 1 + 1),
+        ("mnist-nn", 39_760),
+        ("default", 784 * 512 + 512 + 512 * 256 + 256 + 2570),
+    ],
+)
+def test_preset_parameter_counts_match_the_textbook(preset: str, expected: int) -> None:
+    assert count_parameters(MLP(PRESETS[preset].model)) == expected
+
+
+def test_pigeon_is_23581_parameters() -> None:
+    assert count_parameters(MLP(PRESETS["pigeon"].model)) == 23_581
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("head", ["softmax", "sigmoid"])
+def test_output_shape_for_every_activation_and_head(activation: str, head: str) -> None:
+    model = MLP(ModelConfig(hidden=(16, 8), activation=activation, head=head))
+    out = model(torch.rand(5, 784))
+    assert out.shape == (5, 10 if head == "softmax" else 1)
+    assert torch.isfinite(out).all()
+
+
+def test_maxout_has_k_pieces_per_unit() -> None:
+    model = MLP(ModelConfig(hidden=(20,), activation="maxout", maxout_pieces=3))
+    assert count_parameters(model) == 784 * 60 + 60 + 20 * 10 + 10
+
+
+def test_no_hidden_layer_is_logistic_regression() -> None:
+    assert count_parameters(MLP(ModelConfig(hidden=()))) == 784 * 10 + 10
+
+
+def test_normalization_is_inside_the_model() -> None:
+    model = MLP(ModelConfig(hidden=()))
+    x = torch.rand(3, 784)
+    expected = model.head((x - MNIST_MEAN) / MNIST_STD)
+    torch.testing.assert_close(model(x), expected)
+
+
+def test_dead_unit_fraction_counts_units_never_active() -> None:
+    model = MLP(ModelConfig(hidden=(10,), activation="relu"))
+    with torch.no_grad():
+        model.hidden[0][0].bias[:4] = -1e4  # 4 of 10 units can never fire
+        model.hidden[0][0].bias[4:] = 1e4  # the rest always fire
+    assert dead_unit_fraction(model, torch.rand(50, 784)) == pytest.approx(0.4)
+
+
+def test_dead_unit_fraction_is_undefined_for_tanh() -> None:
+    assert dead_unit_fraction(MLP(ModelConfig(hidden=(10,), activation="tanh")), torch.rand(5, 784)) is None

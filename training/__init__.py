@@ -1,0 +1,4 @@
+"""Training side of mnist-serve: data, model, training loop and export to `models/`.
+
+Never imported by `service/`: the contract between the two is `models/<name>/metadata.json`.
+"""

@@ -1,0 +1,452 @@
+"""Train an MNIST multilayer perceptron and keep the best checkpoint by validation accuracy.
+
+    python -m training.train --preset default                 # the shipped 10-class model
+    python -m training.train --preset pigeon                  # 784-30-1 sigmoid head
+    python -m training.train --preset mnist-nn --epochs 5 --device cpu
+    python -m training.train --resume runs/default            # carry on after an interruption
+    python -m training.train --preset default --dry-run       # one update, for CI
+
+A run folder (`runs/<name>/`) gets config.json, metrics.json, curves.png, last.pt (resumable),
+best.pt (best validation accuracy) and summary.json (test accuracy of best.pt).
+Then `python -m training.export --run runs/<name>` writes `models/<name>/`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import logging
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+from tqdm import tqdm
+
+from .atomic import atomic_write, atomic_write_json
+from .data import DataConfig, MNISTSplits, Split, binary_targets, load_mnist, random_shift
+from .errors import ConfigError, require
+from .model import ACTIVATIONS, HEADS, MLP, ModelConfig, count_parameters, dead_unit_fraction
+from .presets import PRESETS
+
+log = logging.getLogger("training.train")
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("constant", "cosine", "onecycle")
+DEVICES = ("auto", "cuda", "cpu")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    preset: str = "mnist-nn"
+    run_name: str | None = None  # run folder name under out_dir; default: the preset's name
+    out_dir: str = "runs"
+    epochs: int = 5
+    batch_size: int = 64  # micro-batch size; with grad_accum > 1 each update sees batch_size * grad_accum images
+    grad_accum: int = 1  # micro-batches per optimizer update
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9  # sgd only
+    weight_decay: float = 0.0
+    schedule: str = "constant"  # learning rate over the run's updates
+    augment_shift: int = 0  # random +-pixels translation of training images; 0 = off
+    seed: int = 0
+    device: str = "auto"  # auto picks CUDA when available
+    amp: bool = True  # bf16 autocast on CUDA; ignored on CPU, where runs are exact and deterministic
+    threads: int | None = None  # torch CPU threads; None keeps torch's default (one per core)
+    eval_batch_size: int = 10_000
+    dry_run: bool = False  # a single update and no plot: checks the whole pipeline in seconds
+
+    def __post_init__(self) -> None:
+        require(self.preset in PRESETS, "preset", ", ".join(PRESETS), self.preset)
+        require(self.epochs >= 1, "epochs", "an integer >= 1", self.epochs)
+        require(self.batch_size >= 1, "batch_size", "an integer >= 1", self.batch_size)
+        require(self.grad_accum >= 1, "grad_accum", "an integer >= 1 (micro-batches per update)", self.grad_accum)
+        require(self.optimizer in OPTIMIZERS, "optimizer", ", ".join(OPTIMIZERS), self.optimizer)
+        require(self.schedule in SCHEDULES, "schedule", ", ".join(SCHEDULES), self.schedule)
+        require(self.lr > 0, "lr", "a positive learning rate", self.lr)
+        require(self.weight_decay >= 0, "weight_decay", "a non-negative number", self.weight_decay)
+        require(0 <= self.augment_shift <= 8, "augment_shift", "0..8 pixels", self.augment_shift)
+        require(self.device in DEVICES, "device", ", ".join(DEVICES), self.device)
+        if self.threads is not None:
+            require(self.threads >= 1, "threads", "an integer >= 1", self.threads)
+
+    @property
+    def name(self) -> str:
+        return self.run_name or self.preset
+
+
+def resolve_device(requested: str) -> torch.device:
+    """auto -> cuda when available else cpu; asking for cuda without one is an error, not a silent fallback."""
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device: got 'cuda' but no CUDA device is available; allowed here: auto, cpu")
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = model.parameters()
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    optimizer_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    return optimizer_cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def make_schedule(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_updates: int):
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_updates)
+    if cfg.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total_updates)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+
+
+def make_loss(model_cfg: ModelConfig, positive_digits: tuple[int, ...]) -> Callable[..., torch.Tensor]:
+    """loss(logits, digit_labels, reduction) for the model's head."""
+    if model_cfg.head == "softmax":
+        return lambda logits, y, reduction="mean": F.cross_entropy(logits, y, reduction=reduction)
+    return lambda logits, y, reduction="mean": F.binary_cross_entropy_with_logits(
+        logits, binary_targets(y, positive_digits), reduction=reduction
+    )
+
+
+def correct_predictions(logits: torch.Tensor, y: torch.Tensor, positive_digits: tuple[int, ...]) -> int:
+    if logits.shape[1] == 1:
+        return int(((logits > 0).float() == binary_targets(y, positive_digits)).sum())
+    return int((logits.argmax(dim=1) == y).sum())
+
+
+def accumulated_update(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: Callable[..., torch.Tensor],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    micro_batch: int,
+    autocast: contextlib.AbstractContextManager | None = None,
+    count_correct: Callable[[torch.Tensor, torch.Tensor], int] | None = None,
+) -> tuple[float, int]:
+    """One optimizer update over (x, y), computed in micro-batches of `micro_batch` rows.
+
+    Each micro-batch's summed loss is divided by the update's full size, so the accumulated gradient
+    equals the gradient of the mean loss over all of (x, y): the same update as one large batch.
+    Returns (summed loss, correct predictions in training mode) over the update's rows.
+    """
+    optimizer.zero_grad(set_to_none=True)
+    total = x.shape[0]
+    loss_sum = 0.0
+    correct = 0
+    for start in range(0, total, micro_batch):
+        xb, yb = x[start : start + micro_batch], y[start : start + micro_batch]
+        with autocast or contextlib.nullcontext():
+            logits = model(xb)
+            loss = loss_fn(logits, yb, reduction="sum")
+        (loss / total).backward()
+        loss_sum += float(loss.detach())
+        if count_correct is not None:
+            correct += count_correct(logits.detach().float(), yb)
+    optimizer.step()
+    return loss_sum, correct
+
+
+@torch.no_grad()
+def evaluate(
+    model: MLP, split: Split, loss_fn: Callable[..., torch.Tensor], positive_digits: tuple[int, ...], batch: int
+) -> dict[str, float]:
+    model.eval()
+    loss = correct = 0.0
+    for start in range(0, len(split), batch):
+        xb, yb = split.x[start : start + batch], split.y[start : start + batch]
+        logits = model(xb).float()
+        loss += float(loss_fn(logits, yb, reduction="sum"))
+        correct += correct_predictions(logits, yb, positive_digits)
+    model.train()
+    return {"loss": loss / len(split), "accuracy": correct / len(split)}
+
+
+@torch.no_grad()
+def roc_auc(model: MLP, split: Split, positive_digits: tuple[int, ...]) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    model.eval()
+    scores = model(split.x).float().squeeze(1).cpu().numpy()
+    model.train()
+    return float(roc_auc_score(binary_targets(split.y, positive_digits).squeeze(1).cpu().numpy(), scores))
+
+
+def plot_curves(history: list[dict[str, Any]], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    ax_loss.plot(epochs, [h["train_loss"] for h in history], marker="o", label="train")
+    ax_loss.plot(epochs, [h["val_loss"] for h in history], marker="o", label="validation")
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
+    ax_acc.plot(epochs, [h["train_accuracy"] for h in history], marker="o", label="train")
+    ax_acc.plot(epochs, [h["val_accuracy"] for h in history], marker="o", label="validation")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    model: MLP
+    history: list[dict[str, Any]]
+    summary: dict[str, Any]
+
+
+def train(
+    model_cfg: ModelConfig,
+    cfg: TrainConfig,
+    data_cfg: DataConfig,
+    *,
+    command: list[str] | None = None,
+    resume: bool = False,
+    stop_after_epoch: int | None = None,
+    data: MNISTSplits | None = None,
+) -> RunResult:
+    """Fit `model_cfg` on MNIST; `resume` continues from run_dir/last.pt; `stop_after_epoch` simulates a crash."""
+    device = resolve_device(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True)
+    run_dir = Path(cfg.out_dir) / cfg.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    data = data or load_mnist(data_cfg, device)
+    data = MNISTSplits(data.train.to(device), data.val.to(device), data.test.to(device))
+    model = MLP(model_cfg).to(device)
+    optimizer = make_optimizer(model, cfg)
+    update_size = cfg.batch_size * cfg.grad_accum
+    updates_per_epoch = 1 if cfg.dry_run else math.ceil(len(data.train) / update_size)
+    epochs = 1 if cfg.dry_run else cfg.epochs
+    schedule = make_schedule(optimizer, cfg, updates_per_epoch * epochs)
+    loss_fn = make_loss(model_cfg, data_cfg.positive_digits)
+    shuffle = torch.Generator().manual_seed(cfg.seed)
+    use_amp = cfg.amp and device.type == "cuda"
+    count_correct = lambda logits, y: correct_predictions(logits, y, data_cfg.positive_digits)  # noqa: E731
+
+    config = {
+        "model": dataclasses.asdict(model_cfg),
+        "train": dataclasses.asdict(cfg),
+        "data": dataclasses.asdict(data_cfg),
+        "device": str(device),
+        "parameters": count_parameters(model),
+        "command": command,  # None when called as a library
+    }
+    history: list[dict[str, Any]] = []
+    best_val, start_epoch = -1.0, 0
+    if resume and (run_dir / "last.pt").exists():
+        state = torch.load(run_dir / "last.pt", map_location=device, weights_only=True)
+        if state["config"]["model"] != config["model"]:
+            raise ConfigError(f"resume: {run_dir}/last.pt was trained with another model config")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        shuffle.set_state(state["shuffle_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        history, best_val, start_epoch = state["history"], state["best_val"], state["epoch"]
+        log.info("resumed %s after epoch %d", run_dir, start_epoch)
+    atomic_write_json(run_dir / "config.json", config)
+    log.info("training %s: %s, %d parameters on %s", cfg.name, model_cfg, config["parameters"], device)
+
+    for epoch in range(start_epoch + 1, epochs + 1):
+        t0 = time.perf_counter()
+        order = torch.randperm(len(data.train), generator=shuffle).to(device)
+        loss_sum = 0.0
+        seen = correct = 0
+        model.train()
+        bar = tqdm(range(updates_per_epoch), desc=f"epoch {epoch}/{epochs}", leave=False, disable=None)
+        for step in bar:
+            idx = order[step * update_size : (step + 1) * update_size]
+            x, y = random_shift(data.train.x[idx], cfg.augment_shift, shuffle), data.train.y[idx]
+            autocast = torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else None
+            batch_loss, batch_correct = accumulated_update(
+                model, optimizer, loss_fn, x, y, cfg.batch_size, autocast, count_correct
+            )
+            schedule.step()
+            loss_sum += batch_loss
+            correct += batch_correct
+            seen += len(y)
+            bar.set_postfix(loss=f"{batch_loss / len(y):.4f}")
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        epoch_seconds = time.perf_counter() - t0
+        val = evaluate(model, data.val, loss_fn, data_cfg.positive_digits, cfg.eval_batch_size)
+        record = {
+            "epoch": epoch,
+            "train_loss": loss_sum / seen,
+            "train_accuracy": correct / seen,  # in training mode (dropout on, augmented), as the epoch went
+            "val_loss": val["loss"],
+            "val_accuracy": val["accuracy"],
+            "dead_relu_fraction": dead_unit_fraction(model, data.val.x),
+            "lr": schedule.get_last_lr()[0],
+            "epoch_seconds": epoch_seconds,
+        }
+        history.append(record)
+        log.info(
+            "epoch %d: train loss %.4f acc %.4f | val loss %.4f acc %.4f | dead relu %s | %.1fs",
+            epoch,
+            record["train_loss"],
+            record["train_accuracy"],
+            record["val_loss"],
+            record["val_accuracy"],
+            "n/a" if record["dead_relu_fraction"] is None else f"{record['dead_relu_fraction']:.3f}",
+            epoch_seconds,
+        )
+        if val["accuracy"] > best_val:
+            best_val = val["accuracy"]
+            save_checkpoint(
+                run_dir / "best.pt", {"model": model.state_dict(), "config": config, "epoch": epoch, "metrics": record}
+            )
+        save_checkpoint(
+            run_dir / "last.pt",
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "schedule": schedule.state_dict(),
+                "shuffle_rng": shuffle.get_state(),
+                "torch_rng": torch.get_rng_state(),
+                "history": history,
+                "best_val": best_val,
+                "epoch": epoch,
+                "config": config,
+            },
+        )
+        atomic_write_json(run_dir / "metrics.json", history)
+        if not cfg.dry_run:
+            plot_curves(history, run_dir / "curves.png", f"{cfg.name}: {config['parameters']:,} parameters")
+        if stop_after_epoch is not None and epoch >= stop_after_epoch:
+            return RunResult(run_dir, model, history, {})
+
+    best = torch.load(run_dir / "best.pt", map_location=device, weights_only=True)
+    model.load_state_dict(best["model"])
+    test = evaluate(model, data.test, loss_fn, data_cfg.positive_digits, cfg.eval_batch_size)
+    summary = {
+        "best_epoch": best["epoch"],
+        "val_accuracy": best["metrics"]["val_accuracy"],
+        "test_accuracy": test["accuracy"],
+        "test_loss": test["loss"],
+        "train_seconds": sum(h["epoch_seconds"] for h in history),
+        "epochs": len(history),
+        "parameters": config["parameters"],
+        "device": str(device),
+    }
+    if model_cfg.head == "sigmoid":
+        summary["test_roc_auc"] = roc_auc(model, data.test, data_cfg.positive_digits)
+    atomic_write_json(run_dir / "summary.json", summary)
+    log.info("%s: best epoch %d, test accuracy %.4f", cfg.name, summary["best_epoch"], summary["test_accuracy"])
+    return RunResult(run_dir, model, history, summary)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m training.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--preset", choices=sorted(PRESETS), help="named network and its training settings")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last.pt")
+    p.add_argument("--run-name", help="run folder name (default: the preset's name)")
+    p.add_argument("--out-dir", help="where run folders go (default: runs)")
+    p.add_argument("--data-root", help="folder holding MNIST/raw/ (default: $MNIST_ROOT or data/)")
+    p.add_argument("--no-download", action="store_true", help="never try to download MNIST")
+    p.add_argument("--val-size", type=int, help="validation images carved from the training set (default 5000)")
+    p.add_argument("--train-subset", type=int, help="train on the first N training images only")
+    p.add_argument("--positive-digits", type=int, nargs="+", help="binary head: digits counted as positive")
+    m = p.add_argument_group("model (overrides the preset)")
+    m.add_argument("--hidden", type=int, nargs="*", help="hidden layer widths, e.g. --hidden 512 256; none = linear")
+    m.add_argument("--activation", choices=ACTIVATIONS)
+    m.add_argument("--leaky-slope", type=float)
+    m.add_argument("--maxout-pieces", type=int)
+    m.add_argument("--dropout", type=float)
+    m.add_argument("--head", choices=HEADS)
+    t = p.add_argument_group("training (overrides the preset)")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--batch-size", type=int, help="micro-batch size")
+    t.add_argument("--grad-accum", type=int, help="micro-batches per optimizer update")
+    t.add_argument("--optimizer", choices=OPTIMIZERS)
+    t.add_argument("--lr", type=float)
+    t.add_argument("--momentum", type=float)
+    t.add_argument("--weight-decay", type=float)
+    t.add_argument("--schedule", choices=SCHEDULES)
+    t.add_argument("--augment-shift", type=int, help="random translation in pixels (0 = off)")
+    t.add_argument("--seed", type=int)
+    t.add_argument("--device", choices=DEVICES)
+    t.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA")
+    t.add_argument("--threads", type=int, help="torch CPU threads")
+    t.add_argument("--dry-run", action="store_true", help="one update, one epoch: a quick end-to-end check")
+    return p
+
+
+MODEL_FLAGS = ("hidden", "activation", "leaky_slope", "maxout_pieces", "dropout", "head")
+TRAIN_FLAGS = tuple(f.name for f in dataclasses.fields(TrainConfig))
+
+
+def configs_from_args(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfig, DataConfig, bool]:
+    """Preset defaults, then explicit flags; --resume reloads the run's own config.json."""
+    given = {k: v for k, v in vars(args).items() if v is not None and v is not False}
+    if args.resume:
+        import json
+
+        saved = json.loads((Path(args.resume) / "config.json").read_text())
+        model_cfg = ModelConfig(**saved["model"])
+        train_values = {**saved["train"], "out_dir": str(Path(args.resume).parent), "run_name": Path(args.resume).name}
+        data_values = {**saved["data"], "positive_digits": tuple(saved["data"]["positive_digits"])}
+        if "data_root" in given:
+            data_values["root"] = given["data_root"]
+        return model_cfg, TrainConfig(**train_values), DataConfig(**data_values), True
+    preset_name = given.get("preset", "mnist-nn")
+    preset = PRESETS[preset_name]
+    model_values = dataclasses.asdict(preset.model) | {k: given[k] for k in MODEL_FLAGS if k in given}
+    train_values = {"preset": preset_name, **preset.train} | {k: given[k] for k in TRAIN_FLAGS if k in given}
+    if args.no_amp:
+        train_values["amp"] = False
+    data_values: dict[str, Any] = {"download": not args.no_download}
+    for flag, key in (
+        ("data_root", "root"),
+        ("val_size", "val_size"),
+        ("train_subset", "train_subset"),
+        ("positive_digits", "positive_digits"),
+    ):
+        if flag in given:
+            data_values[key] = tuple(given[flag]) if flag == "positive_digits" else given[flag]
+    return ModelConfig(**model_values), TrainConfig(**train_values), DataConfig(**data_values), False
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        model_cfg, train_cfg, data_cfg, resume = configs_from_args(args)
+        command = ["python", "-m", "training.train", *(sys.argv[1:] if argv is None else argv)]
+        result = train(model_cfg, train_cfg, data_cfg, command=command, resume=resume)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"run folder: {result.run_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
