@@ -1,0 +1,272 @@
+"""The model runtime: load `models/<name>/`, verify it, run ONNX Runtime, turn logits into probabilities.
+
+Plain Python and numpy, no BentoML: the service is a thin layer over this, and tests use it directly.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from .metadata import ModelMetadata
+
+log = logging.getLogger("service.runtime")
+
+Activation = Literal["softmax", "sigmoid"]
+ACTIVATIONS: tuple[Activation, ...] = ("softmax", "sigmoid")
+DEVICES = ("auto", "cuda", "cpu")
+# models/ beside service/: the same layout in the repo and inside a built bento (src/models, src/service)
+DEFAULT_MODELS_DIR = str(Path(__file__).resolve().parents[1] / "models")
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+
+
+class ModelLoadError(RuntimeError):
+    """The model folder cannot be served: missing, corrupt, or not what its metadata says."""
+
+
+class InputError(ValueError):
+    """A request's pixels break the input contract; `field` names where."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def _env_bool(value: str | None, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    models_dir: str = DEFAULT_MODELS_DIR
+    model: str = "default"  # folder name under models_dir
+    device: str = "auto"  # auto: CUDA when a driver is present, else CPU; cuda: try CUDA; cpu: never
+    require_gpu: bool = False  # refuse to start instead of falling back to CPU
+    intra_op_threads: int = 1  # ORT threads per inference call; the HTTP server needs the other cores
+    spinning: bool = False  # ORT's busy-wait between ops burns a core the HTTP server needs
+    warmup_rows: int = 64  # rows of the dummy batch run before the service reports ready
+
+    def __post_init__(self) -> None:
+        if self.device not in DEVICES:
+            raise ValueError(f"device: got {self.device!r}; allowed: {', '.join(DEVICES)}")
+        if self.intra_op_threads < 0:
+            raise ValueError(f"intra_op_threads: got {self.intra_op_threads}; allowed: 0 (ORT decides) or more")
+
+    @classmethod
+    def from_env(cls, env: os._Environ[str] | dict[str, str] = os.environ) -> RuntimeConfig:
+        """MNIST_MODELS_DIR, MNIST_MODEL, MNIST_DEVICE, MNIST_REQUIRE_GPU, MNIST_ORT_THREADS, MNIST_ORT_SPINNING."""
+        return cls(
+            models_dir=env.get("MNIST_MODELS_DIR") or cls.models_dir,
+            model=env.get("MNIST_MODEL") or cls.model,
+            device=env.get("MNIST_DEVICE") or cls.device,
+            require_gpu=_env_bool(env.get("MNIST_REQUIRE_GPU"), cls.require_gpu),
+            intra_op_threads=int(env.get("MNIST_ORT_THREADS") or cls.intra_op_threads),
+            spinning=_env_bool(env.get("MNIST_ORT_SPINNING"), cls.spinning),
+        )
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_metadata(model_dir: Path) -> ModelMetadata:
+    """Read and validate metadata.json and check the sha256 of model.onnx, the one file the service loads."""
+    from pydantic import ValidationError
+
+    meta_path = model_dir / "metadata.json"
+    if not meta_path.exists():
+        raise ModelLoadError(f"{meta_path} not found: export a model there with `python -m training.export`")
+    try:
+        metadata = ModelMetadata.model_validate(json.loads(meta_path.read_text()))
+    except (json.JSONDecodeError, ValidationError) as exc:
+        raise ModelLoadError(f"{meta_path} does not describe a servable model: {exc}") from exc
+    if "model.onnx" not in metadata.files:
+        raise ModelLoadError(f"{meta_path} lists no model.onnx")
+    path, expected = model_dir / "model.onnx", metadata.files["model.onnx"].sha256
+    if not path.exists():
+        raise ModelLoadError(f"{path} is missing (listed in {meta_path})")
+    actual = sha256_of(path)
+    if actual != expected:
+        raise ModelLoadError(
+            f"{path} does not match its metadata: sha256 {actual[:12]}... != {expected[:12]}...; "
+            "the file is corrupt or was replaced without re-exporting"
+        )
+    return metadata
+
+
+def cuda_driver_present() -> bool:
+    """Whether libcuda can be loaded: without it ORT's CUDA provider can only fail (noisily)."""
+    try:
+        ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return False
+    return True
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    np.exp(z, out=z)
+    z /= z.sum(axis=1, keepdims=True)
+    return z
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    return 0.5 * (np.tanh(0.5 * logits) + 1.0)  # overflow-free form of 1 / (1 + exp(-x))
+
+
+@dataclass
+class Predictions:
+    probabilities: np.ndarray  # (N, k) float32
+    label_indices: np.ndarray  # (N,) int64, into metadata.labels
+
+
+class ModelRuntime:
+    """One ONNX Runtime session over a verified model folder, warmed up and ready."""
+
+    def __init__(self, config: RuntimeConfig) -> None:
+        import onnxruntime as ort
+
+        started = time.perf_counter()
+        self.config = config
+        self.model_dir = Path(config.models_dir) / config.model
+        if not self.model_dir.is_dir():
+            available = sorted(p.name for p in Path(config.models_dir).glob("*") if (p / "metadata.json").exists())
+            raise ModelLoadError(
+                f"model {config.model!r} not found in {config.models_dir}/; available: {', '.join(available) or 'none'}"
+            )
+        self.metadata = load_metadata(self.model_dir)
+        self.session = self._create_session(ort)
+        self.provider = self.session.get_providers()[0]
+        self._check_signature()
+        self.input_name = self.metadata.input.name
+        self.output_name = self.metadata.output.name
+        self.warmup()
+        self.startup_seconds = time.perf_counter() - started
+        log.info(
+            "serving %s version %s on %s (startup %.2fs)",
+            self.metadata.name,
+            self.metadata.version,
+            self.provider,
+            self.startup_seconds,
+        )
+
+    @property
+    def default_activation(self) -> Activation:
+        return self.metadata.head
+
+    @property
+    def num_outputs(self) -> int:
+        return self.metadata.output.shape[1]
+
+    def _create_session(self, ort):  # noqa: ANN001, ANN202 - ort is the onnxruntime module
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.intra_op_num_threads = self.config.intra_op_threads
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.config.spinning else "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "1" if self.config.spinning else "0")
+        want_cuda = self.config.device == "cuda" or self.config.require_gpu
+        if self.config.device == "auto":
+            want_cuda = CUDA in ort.get_available_providers() and cuda_driver_present()
+        providers: list = [CPU]
+        if want_cuda:
+            if hasattr(ort, "preload_dlls"):
+                try:  # CUDA 13 / cuDNN 9 from the nvidia-* pip wheels (or torch) when they are installed
+                    ort.preload_dlls()
+                except Exception as exc:  # noqa: BLE001 - a failed preload only means ORT searches the system paths
+                    log.warning("onnxruntime.preload_dlls() failed: %s", exc)
+            providers = [(CUDA, {"device_id": 0, "cudnn_conv_algo_search": "HEURISTIC"}), CPU]
+        try:
+            session = ort.InferenceSession(str(self.model_dir / "model.onnx"), options, providers=providers)
+        except Exception as exc:  # ORT raises its own exception types for corrupt graphs
+            raise ModelLoadError(f"{self.model_dir / 'model.onnx'} could not be loaded by ONNX Runtime: {exc}") from exc
+        in_use = session.get_providers()
+        if want_cuda and CUDA not in in_use:
+            if self.config.require_gpu:
+                raise ModelLoadError(
+                    "CUDA was required (MNIST_REQUIRE_GPU=1) but ONNX Runtime fell back to CPU: check the NVIDIA "
+                    "driver, CUDA 13 and cuDNN 9 (pip install 'onnxruntime-gpu[cuda,cudnn]')"
+                )
+            log.warning("CUDA execution provider unavailable; ONNX Runtime fell back to %s", in_use)
+        return session
+
+    def _check_signature(self) -> None:
+        """The graph's input and output must be what the metadata promises."""
+        (graph_input,) = self.session.get_inputs()
+        (graph_output,) = self.session.get_outputs()
+        meta_in, meta_out = self.metadata.input, self.metadata.output
+        problems = []
+        if graph_input.name != meta_in.name or graph_input.type != "tensor(float)":
+            problems.append(f"input is {graph_input.name}:{graph_input.type}, metadata says {meta_in.name}:float32")
+        if graph_input.shape[1:] != meta_in.shape[1:]:
+            problems.append(f"input shape {graph_input.shape} vs metadata {meta_in.shape}")
+        if graph_output.name != meta_out.name or graph_output.shape[1:] != meta_out.shape[1:]:
+            problems.append(
+                f"output {graph_output.name}{graph_output.shape} vs metadata {meta_out.name}{meta_out.shape}"
+            )
+        if problems:
+            raise ModelLoadError(f"{self.model_dir}: metadata does not describe model.onnx: " + "; ".join(problems))
+
+    def warmup(self) -> None:
+        for rows in (1, self.config.warmup_rows):
+            self.logits(np.zeros((rows, self.metadata.input.shape[1]), dtype=np.float32))
+
+    def logits(self, pixels: np.ndarray) -> np.ndarray:
+        """(N, 784) float32 in [0, 1] -> (N, k) float32 logits."""
+        return self.session.run([self.output_name], {self.input_name: pixels})[0]
+
+    def probabilities(self, logits: np.ndarray, activation: Activation) -> Predictions:
+        """softmax: one probability per label, summing to 1; sigmoid: one independent probability per output.
+
+        For the one-output (binary) head, softmax is the two-class form [1 - p, p] with p = sigmoid(logit).
+        """
+        if self.num_outputs == 1:
+            p = sigmoid(logits)  # (N, 1)
+            labels = (p[:, 0] > 0.5).astype(np.int64)
+            probs = np.concatenate([1.0 - p, p], axis=1) if activation == "softmax" else p
+            return Predictions(probs, labels)
+        probs = softmax(logits) if activation == "softmax" else sigmoid(logits)
+        return Predictions(probs, probs.argmax(axis=1))
+
+    def predict(self, pixels: np.ndarray, activation: Activation | None = None) -> Predictions:
+        return self.probabilities(self.logits(pixels), activation or self.default_activation)
+
+
+def validate_pixels(pixels: np.ndarray, field: str = "images", max_rows: int | None = None) -> np.ndarray:
+    """Check the input contract: (N, 784) (or (N, 28, 28)) finite floats in [0, 1]; return (N, 784) float32."""
+    if pixels.ndim == 0 or len(pixels) == 0:
+        raise InputError(field, "no images: send at least one")
+    if pixels.ndim == 3 and pixels.shape[1:] == (28, 28):
+        pixels = pixels.reshape(len(pixels), 784)
+    if pixels.ndim != 2 or pixels.shape[1] != 784:
+        raise InputError(field, f"expected shape (N, 784) or (N, 28, 28), got {tuple(pixels.shape)}")
+    if max_rows is not None and len(pixels) > max_rows:
+        raise InputError(field, f"{len(pixels)} images in one request; the limit is {max_rows}")
+    if not np.issubdtype(pixels.dtype, np.number):
+        raise InputError(field, f"values must be numbers, got dtype {pixels.dtype}")
+    pixels = np.ascontiguousarray(pixels, dtype=np.float32)
+    if not np.isfinite(pixels).all():
+        row = int(np.nonzero(~np.isfinite(pixels).all(axis=1))[0][0])
+        raise InputError(f"{field}[{row}]", "NaN or infinite value")
+    low, high = float(pixels.min()), float(pixels.max())
+    if low < 0.0 or high > 1.0:
+        raise InputError(field, f"values must be in [0, 1] (pixel / 255); got min {low:g}, max {high:g}")
+    return pixels

@@ -1,0 +1,78 @@
+"""The service's settings, from environment variables, with defaults that work.
+
+| variable | default | meaning |
+|---|---|---|
+| MNIST_MODEL | default | folder under MNIST_MODELS_DIR to serve |
+| MNIST_MODELS_DIR | models | where exported models live |
+| MNIST_DEVICE | auto | auto, cuda or cpu (ONNX Runtime execution provider) |
+| MNIST_REQUIRE_GPU | 0 | 1: refuse to start when CUDA is not in use, instead of falling back to CPU |
+| MNIST_ORT_THREADS | 1 | ONNX Runtime intra-op threads per call |
+| MNIST_ORT_SPINNING | 0 | 1: let ONNX Runtime threads busy-wait |
+| MNIST_MAX_BATCH_SIZE | 64 | most images in one ONNX Runtime call made by the adaptive batcher |
+| MNIST_MAX_LATENCY_MS | 1000 | the batcher's end-to-end budget: past it a queued request gets 503 |
+| MNIST_WORKERS | 1 | server processes, each with its own model session |
+| MNIST_MAX_IMAGES | 1024 | most images in one request; more gets 400 naming the limit |
+| MNIST_MAX_BODY_BYTES | 16777216 | largest request body; larger gets 413 |
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from .runtime import RuntimeConfig
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_images: int = 1024  # per request
+    max_body_bytes: int = 16 * 1024 * 1024  # 1024 images as JSON take about 6 MB
+
+
+@dataclass(frozen=True)
+class Batching:
+    max_batch_size: int = 64
+    max_latency_ms: int = 1000  # a budget, not a wait window: 50 ms gave 503 storms at 64 clients
+    workers: int = 1
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    runtime: RuntimeConfig
+    batching: Batching
+    limits: Limits
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> ServiceSettings:
+        def number(name: str, default: int, minimum: int) -> int:
+            raw = env.get(name)
+            if raw in (None, ""):
+                return default
+            try:
+                value = int(raw)
+            except ValueError:
+                raise ValueError(f"{name}: got {raw!r}; allowed: an integer >= {minimum}") from None
+            if value < minimum:
+                raise ValueError(f"{name}: got {value}; allowed: an integer >= {minimum}")
+            return value
+
+        return cls(
+            runtime=RuntimeConfig.from_env(env),
+            batching=Batching(
+                max_batch_size=number("MNIST_MAX_BATCH_SIZE", Batching.max_batch_size, 2),
+                max_latency_ms=number("MNIST_MAX_LATENCY_MS", Batching.max_latency_ms, 1),
+                workers=number("MNIST_WORKERS", Batching.workers, 1),
+            ),
+            limits=Limits(
+                max_images=number("MNIST_MAX_IMAGES", Limits.max_images, 1),
+                max_body_bytes=number("MNIST_MAX_BODY_BYTES", Limits.max_body_bytes, 1024),
+            ),
+        )
+
+
+@functools.cache
+def settings() -> ServiceSettings:
+    """The process's settings, read from the environment once, on first use."""
+    return ServiceSettings.from_env()

@@ -1,0 +1,190 @@
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from service.runtime import (
+    InputError,
+    ModelLoadError,
+    ModelRuntime,
+    RuntimeConfig,
+    cuda_driver_present,
+    validate_pixels,
+)
+from tests.conftest import MODELS_DIR
+
+no_gpu = pytest.mark.skipif(cuda_driver_present(), reason="checks the CPU fallback; this machine has a CUDA driver")
+
+
+def runtime(model: str = "default", **overrides) -> ModelRuntime:
+    return ModelRuntime(RuntimeConfig(models_dir=str(MODELS_DIR), model=model, **overrides))
+
+
+@pytest.fixture(scope="module")
+def default_runtime() -> ModelRuntime:
+    return runtime("default")
+
+
+@pytest.fixture(scope="module")
+def test_set(mnist_root: Path) -> tuple[np.ndarray, np.ndarray]:
+    from torchvision.datasets import MNIST
+
+    ds = MNIST(str(mnist_root), train=False, download=False)
+    return ds.data.numpy().reshape(-1, 784).astype(np.float32) / 255.0, ds.targets.numpy()
+
+
+def test_softmax_probabilities_sum_to_one(default_runtime: ModelRuntime) -> None:
+    x = np.random.default_rng(0).random((16, 784), dtype=np.float32)
+    result = default_runtime.predict(x)
+    assert result.probabilities.shape == (16, 10)
+    np.testing.assert_allclose(result.probabilities.sum(axis=1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(result.label_indices, result.probabilities.argmax(axis=1))
+
+
+def test_sigmoid_on_the_ten_class_model_is_per_class(default_runtime: ModelRuntime) -> None:
+    x = np.random.default_rng(1).random((4, 784), dtype=np.float32)
+    logits = default_runtime.logits(x)
+    result = default_runtime.predict(x, "sigmoid")
+    np.testing.assert_allclose(result.probabilities, 1 / (1 + np.exp(-logits)), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("model", ["default", "pigeon", "mnist-nn"])
+def test_accuracy_matches_the_exported_metadata(model: str, test_set: tuple[np.ndarray, np.ndarray]) -> None:
+    rt = runtime(model)
+    x, digits = test_set
+    predicted = rt.predict(x).label_indices
+    if rt.metadata.head == "sigmoid":
+        expected = np.isin(digits, rt.metadata.model_extra["positive_digits"]).astype(np.int64)
+    else:
+        expected = digits
+    accuracy = float((predicted == expected).mean())
+    assert accuracy == pytest.approx(rt.metadata.metrics["test_accuracy"], abs=1e-4)
+
+
+def test_pigeon_uses_sigmoid_and_offers_two_class_softmax() -> None:
+    rt = runtime("pigeon")
+    assert rt.default_activation == "sigmoid"
+    x = np.random.default_rng(2).random((5, 784), dtype=np.float32)
+    sig = rt.predict(x)
+    assert sig.probabilities.shape == (5, 1)
+    soft = rt.predict(x, "softmax")
+    assert soft.probabilities.shape == (5, 2)
+    np.testing.assert_allclose(soft.probabilities[:, 1], sig.probabilities[:, 0], rtol=1e-6)
+    np.testing.assert_allclose(soft.probabilities.sum(axis=1), 1.0, atol=1e-6)
+    np.testing.assert_array_equal(soft.label_indices, sig.label_indices)
+
+
+@no_gpu
+def test_auto_device_without_a_driver_uses_cpu() -> None:
+    assert runtime(device="auto").provider == "CPUExecutionProvider"
+
+
+@no_gpu
+def test_cuda_falls_back_to_cpu_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="service.runtime"):
+        rt = runtime(device="cuda")
+    assert rt.provider == "CPUExecutionProvider"
+    assert "fell back" in caplog.text
+
+
+@no_gpu
+def test_required_gpu_is_a_startup_error_not_a_fallback() -> None:
+    with pytest.raises(ModelLoadError, match="CUDA was required"):
+        runtime(device="cuda", require_gpu=True)
+
+
+def copy_model(tmp_path: Path, name: str = "default") -> Path:
+    target = tmp_path / name
+    shutil.copytree(MODELS_DIR / name, target)
+    return target
+
+
+def load_from(tmp_path: Path, name: str = "default") -> ModelRuntime:
+    return ModelRuntime(RuntimeConfig(models_dir=str(tmp_path), model=name))
+
+
+def test_corrupt_model_file_is_refused(tmp_path: Path) -> None:
+    model_dir = copy_model(tmp_path)
+    data = bytearray((model_dir / "model.onnx").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (model_dir / "model.onnx").write_bytes(bytes(data))
+    with pytest.raises(ModelLoadError, match="does not match its metadata: sha256"):
+        load_from(tmp_path)
+
+
+def test_missing_model_file_is_refused(tmp_path: Path) -> None:
+    (copy_model(tmp_path) / "model.onnx").unlink()
+    with pytest.raises(ModelLoadError, match="model.onnx is missing"):
+        load_from(tmp_path)
+
+
+def test_unreadable_metadata_is_refused(tmp_path: Path) -> None:
+    (copy_model(tmp_path) / "metadata.json").write_text("{not json")
+    with pytest.raises(ModelLoadError, match="does not describe a servable model"):
+        load_from(tmp_path)
+
+
+def edit_metadata(model_dir: Path, **changes) -> None:
+    path = model_dir / "metadata.json"
+    meta = json.loads(path.read_text())
+    for dotted, value in changes.items():
+        node = meta
+        *parents, leaf = dotted.split("__")
+        for key in parents:
+            node = node[key]
+        node[leaf] = value
+    path.write_text(json.dumps(meta))
+
+
+def test_metadata_head_inconsistent_with_outputs_is_refused(tmp_path: Path) -> None:
+    edit_metadata(copy_model(tmp_path), head="sigmoid")
+    with pytest.raises(ModelLoadError, match="head sigmoid needs 1 outputs"):
+        load_from(tmp_path)
+
+
+def test_metadata_that_does_not_describe_the_graph_is_refused(tmp_path: Path) -> None:
+    edit_metadata(copy_model(tmp_path), input__name="image")
+    with pytest.raises(ModelLoadError, match="metadata does not describe model.onnx"):
+        load_from(tmp_path)
+
+
+def test_pigeon_metadata_on_the_ten_class_graph_is_refused(tmp_path: Path) -> None:
+    model_dir = copy_model(tmp_path)
+    shutil.copy(MODELS_DIR / "pigeon" / "metadata.json", model_dir / "metadata.json")
+    with pytest.raises(ModelLoadError, match="does not match its metadata"):
+        load_from(tmp_path)
+
+
+def test_unknown_model_lists_the_available_ones() -> None:
+    with pytest.raises(ModelLoadError, match=r"model 'nope' not found in .*; available: default, mnist-nn, pigeon"):
+        runtime("nope")
+
+
+@pytest.mark.parametrize(
+    ("pixels", "message"),
+    [
+        (np.zeros((2, 783)), "expected shape"),
+        (np.zeros((0, 784)), "no images"),
+        (np.full((1, 784), np.nan), r"images\[0\]: NaN or infinite"),
+        (np.full((1, 784), np.inf), r"images\[0\]: NaN or infinite"),
+        (np.full((1, 784), 255.0), r"values must be in \[0, 1\]"),
+        (np.full((1, 784), -0.1), r"values must be in \[0, 1\]"),
+        (np.zeros((5, 784)), "5 images in one request; the limit is 4"),
+        (np.array([["a"] * 784]), "values must be numbers"),
+    ],
+)
+def test_validate_pixels_rejects_what_breaks_the_contract(pixels: np.ndarray, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        validate_pixels(pixels, max_rows=4)
+
+
+def test_validate_pixels_accepts_28x28_and_returns_float32_rows() -> None:
+    out = validate_pixels(np.zeros((3, 28, 28), dtype=np.float64))
+    assert out.shape == (3, 784)
+    assert out.dtype == np.float32
