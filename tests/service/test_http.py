@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from loadtests.server import running_service
 from service.runtime import ModelRuntime, RuntimeConfig
 from tests.conftest import MODELS_DIR
-from tests.service.server import running_service
 
 pytestmark = [pytest.mark.slow, pytest.mark.data]
 

@@ -1,0 +1,171 @@
+"""A small asyncio load generator: closed loop (N users) or open loop (a fixed arrival rate).
+
+    python -m loadtests.asyncload --host http://127.0.0.1:3000 --users 64 --duration 20
+    python -m loadtests.asyncload --host http://127.0.0.1:3000 --rate 400 --duration 20
+
+Why beside Locust: Locust is closed-loop, so when the server saturates its users simply wait and the
+queueing delay never shows (coordinated omission), and it reports whole milliseconds. The open loop here
+sends on a fixed schedule whether or not earlier requests have returned, and times each request from
+the moment it was *due*, so a stalled server shows up as latency. Latencies are kept in microseconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .payloads import Payloads, check_response
+
+
+@dataclass(frozen=True)
+class LoadConfig:
+    host: str = "http://127.0.0.1:3000"
+    scenario: str = "json-1"  # see payloads.SCENARIOS
+    users: int = 64  # closed loop: concurrent users, each sending its next request when the last returns
+    rate: float | None = None  # open loop: requests per second; overrides users
+    duration: float = 20.0  # seconds of measurement
+    warmup: float = 3.0  # seconds of load before measuring (BentoML's batcher fits its cost model first)
+    timeout: float = 30.0
+    max_in_flight: int = 2048  # open loop: cap on outstanding requests, so an overloaded server cannot exhaust us
+
+
+@dataclass
+class LoadResult:
+    latencies_us: list[float] = field(default_factory=list)
+    statuses: Counter = field(default_factory=Counter)
+    failures: Counter = field(default_factory=Counter)  # reason -> count (HTTP status or wrong answer)
+    images: int = 0
+    wall: float = 0.0
+    dropped: int = 0  # open loop: sends skipped because max_in_flight was reached
+
+    def summary(self) -> dict[str, float | int | dict]:
+        lat = np.array(self.latencies_us) / 1000.0 if self.latencies_us else np.array([np.nan])
+        ok = sum(v for k, v in self.statuses.items() if k == 200) - sum(self.failures.values())
+        return {
+            "requests": sum(self.statuses.values()),
+            "requests_per_s": sum(self.statuses.values()) / self.wall if self.wall else 0.0,
+            "ok_requests": ok,
+            "images_per_s": self.images / self.wall if self.wall else 0.0,
+            "failures": dict(self.failures),
+            "statuses": {str(k): v for k, v in self.statuses.items()},
+            "dropped": self.dropped,
+            **{f"p{q}_ms": float(np.percentile(lat, q)) for q in (50, 90, 95, 99)},
+            "max_ms": float(lat.max()),
+            "mean_ms": float(lat.mean()),
+            "wall_s": self.wall,
+        }
+
+
+async def _send(session, cfg: LoadConfig, payloads: Payloads, result: LoadResult | None, due: float) -> None:  # noqa: ANN001
+    import aiohttp
+
+    request = payloads.next()
+    try:
+        async with session.post(cfg.host + request.path, **request.kwargs) as resp:
+            body = await resp.read()
+            status = resp.status
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        if result is not None:
+            result.statuses[type(exc).__name__] += 1
+            result.failures[type(exc).__name__] += 1
+        return
+    if result is None:
+        return
+    result.latencies_us.append((time.perf_counter() - due) * 1e6)
+    result.statuses[status] += 1
+    if status != 200:
+        result.failures[f"HTTP {status}"] += 1
+        return
+    problem = check_response(json.loads(body), request)
+    if problem:
+        result.failures[problem] += 1
+    else:
+        result.images += request.images
+
+
+async def run_load(cfg: LoadConfig, payloads: Payloads) -> LoadResult:
+    import aiohttp
+
+    connector = aiohttp.TCPConnector(limit=0 if cfg.rate else cfg.users, force_close=False)
+    timeout = aiohttp.ClientTimeout(total=cfg.timeout)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        if cfg.rate:
+            return await _open_loop(session, cfg, payloads)
+        return await _closed_loop(session, cfg, payloads)
+
+
+async def _closed_loop(session, cfg: LoadConfig, payloads: Payloads) -> LoadResult:  # noqa: ANN001
+    result = LoadResult()
+    start = time.perf_counter()
+    measure_from, stop_at = start + cfg.warmup, start + cfg.warmup + cfg.duration
+
+    async def user() -> None:
+        while (now := time.perf_counter()) < stop_at:
+            await _send(session, cfg, payloads, result if now >= measure_from else None, now)
+
+    await asyncio.gather(*(user() for _ in range(cfg.users)))
+    result.wall = time.perf_counter() - measure_from
+    return result
+
+
+async def _open_loop(session, cfg: LoadConfig, payloads: Payloads) -> LoadResult:  # noqa: ANN001
+    result = LoadResult()
+    interval = 1.0 / cfg.rate
+    start = time.perf_counter()
+    measure_from = start + cfg.warmup
+    total = int((cfg.warmup + cfg.duration) * cfg.rate)
+    in_flight: set[asyncio.Task] = set()
+    for i in range(total):
+        due = start + i * interval
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if len(in_flight) >= cfg.max_in_flight:
+            result.dropped += due >= measure_from
+            continue
+        task = asyncio.create_task(_send(session, cfg, payloads, result if due >= measure_from else None, due))
+        in_flight.add(task)
+        task.add_done_callback(in_flight.discard)
+    await asyncio.gather(*in_flight)
+    result.wall = cfg.duration
+    return result
+
+
+def run(cfg: LoadConfig, payloads: Payloads | None = None, on_done: Callable[[LoadResult], None] | None = None) -> dict:
+    """Run one load test and return its summary."""
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    result = asyncio.run(run_load(cfg, payloads or Payloads.load(cfg.scenario)))
+    if on_done:
+        on_done(result)
+    return result.summary()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m loadtests.asyncload", description=__doc__)
+    p.add_argument("--host", default=LoadConfig.host)
+    p.add_argument("--scenario", default=LoadConfig.scenario, help="json-1, json-N, bytes-N, image")
+    p.add_argument("--users", type=int, default=LoadConfig.users)
+    p.add_argument("--rate", type=float, help="open loop at this many requests per second")
+    p.add_argument("--duration", type=float, default=LoadConfig.duration)
+    p.add_argument("--warmup", type=float, default=LoadConfig.warmup)
+    args = p.parse_args(argv)
+    summary = run(LoadConfig(**vars(args)))
+    print(json.dumps(summary, indent=2))
+    return 0 if not summary["failures"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

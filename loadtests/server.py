@@ -1,0 +1,103 @@
+"""Start a server in a subprocess on a free loopback port, wait until it is ready, stop it afterwards.
+
+Used by the tests (a real `bentoml serve`), the benchmarks and the load-test runner (the service and the
+baselines), optionally pinned to given CPU cores with `taskset`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def bentoml_command(port: int) -> list[str]:
+    return [str(BIN / "bentoml"), "serve", "service.service:MNISTService", "--host", "127.0.0.1", "--port", str(port)]
+
+
+@dataclass
+class Server:
+    url: str
+    pid: int
+    started_in: float  # seconds from spawn to the first 200 on the ready path
+
+
+def _wait_ready(url: str, proc: subprocess.Popen, log, timeout: float) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            log.seek(0)
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{log.read().decode()[-3000:]}")
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{url} not ready after {timeout}s")
+        time.sleep(0.05)
+
+
+@contextmanager
+def running_server(
+    command: Sequence[str] | None = None,
+    *,
+    port: int | None = None,
+    env: dict[str, str] | None = None,
+    cpus: str | None = None,
+    ready_path: str = "/readyz",
+    timeout: float = 90.0,
+) -> Iterator[Server]:
+    """Run `command` (default: the BentoML service) and yield once `ready_path` answers 200."""
+    port = port or free_port()
+    command = list(command or bentoml_command(port))
+    if cpus and shutil.which("taskset"):
+        command = ["taskset", "-c", cpus, *command]
+    url = f"http://127.0.0.1:{port}"
+    # the log goes to a file: a pipe nobody reads fills up and blocks the server
+    with tempfile.TemporaryFile() as log:
+        started = time.perf_counter()
+        proc = subprocess.Popen(
+            command,
+            cwd=REPO,
+            env={**os.environ, "BENTOML_DO_NOT_TRACK": "true", **(env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            _wait_ready(url + ready_path, proc, log, timeout)
+            yield Server(url, proc.pid, time.perf_counter() - started)
+        finally:
+            os.killpg(proc.pid, 15)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, 9)
+                proc.wait()
+
+
+@contextmanager
+def running_service(env: dict[str, str] | None = None, cpus: str | None = None) -> Iterator[str]:
+    """The BentoML service's base URL, for tests."""
+    with running_server(env=env, cpus=cpus) as server:
+        yield server.url
