@@ -138,6 +138,7 @@ class PredictResponse(BaseModel):
 
 
 class BatchingInfo(BaseModel):
+    enabled: bool
     max_batch_size: int
     max_latency_ms: int
     workers: int

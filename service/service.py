@@ -29,6 +29,7 @@ from .runtime import ACTIVATIONS, Activation, InputError, ModelRuntime
 from .schemas import (
     BatchingInfo,
     ModelInfo,
+    PixelRequest,
     PredictBytesRequest,
     Prediction,
     PredictRequest,
@@ -40,6 +41,11 @@ log = logging.getLogger("service")
 
 # BentoML fixes batching and worker settings when the class is defined, so they are read here.
 BATCHING = settings().batching
+BATCHED = {
+    "batchable": BATCHING.enabled,
+    "max_batch_size": BATCHING.max_batch_size,
+    "max_latency_ms": BATCHING.max_latency_ms,
+}
 JSON_ROUTES = ("/predict", "/predict_bytes", "/metadata")
 UPLOAD_ROUTES = ("/predict_image",)
 
@@ -90,15 +96,25 @@ class MNISTService:
         return ResponseBatch(responses)
 
     # async: ORT's call is short (~15 us per image), so it runs on the event loop without a thread hop.
-    @bentoml.api(batchable=True, max_batch_size=BATCHING.max_batch_size, max_latency_ms=BATCHING.max_latency_ms)
+    @bentoml.api(
+        batchable=BATCHING.enabled, max_batch_size=BATCHING.max_batch_size, max_latency_ms=BATCHING.max_latency_ms
+    )
     async def predict(self, request: PredictRequest, /) -> PredictResponse:
         """Classify images sent as JSON rows of 784 pixels in [0, 1] (28x28 row-major, white on black)."""
-        return self._predict_batch(request)  # type: ignore[arg-type]  # BentoML hands us the whole batch
+        return self._predict(request)
 
-    @bentoml.api(batchable=True, max_batch_size=BATCHING.max_batch_size, max_latency_ms=BATCHING.max_latency_ms)
+    @bentoml.api(
+        batchable=BATCHING.enabled, max_batch_size=BATCHING.max_batch_size, max_latency_ms=BATCHING.max_latency_ms
+    )
     async def predict_bytes(self, request: PredictBytesRequest, /) -> PredictResponse:
         """Classify images sent compactly: base64 of raw uint8 (or float32) N x 784 bytes, or of a .npy file."""
-        return self._predict_batch(request)  # type: ignore[arg-type]
+        return self._predict(request)
+
+    def _predict(self, batch: RequestBatch | PixelRequest) -> ResponseBatch | PredictResponse:
+        """With batching on, BentoML hands over a RequestBatch of several requests; off, a single request."""
+        if isinstance(batch, PixelRequest):
+            return self._respond(batch.pixels, batch.activation)
+        return self._predict_batch(batch)
 
     @bentoml.api
     def predict_image(
@@ -132,6 +148,7 @@ class MNISTService:
             metrics=meta.metrics,
             execution_provider=runtime.provider,
             batching=BatchingInfo(
+                enabled=BATCHING.enabled,
                 max_batch_size=BATCHING.max_batch_size,
                 max_latency_ms=BATCHING.max_latency_ms,
                 workers=BATCHING.workers,

@@ -8,6 +8,7 @@
 | MNIST_REQUIRE_GPU | 0 | 1: refuse to start when CUDA is not in use, instead of falling back to CPU |
 | MNIST_ORT_THREADS | 1 | ONNX Runtime intra-op threads per call |
 | MNIST_ORT_SPINNING | 0 | 1: let ONNX Runtime threads busy-wait |
+| MNIST_BATCHING | 1 | 0: no adaptive batching (each request its own ONNX Runtime call), for comparison |
 | MNIST_MAX_BATCH_SIZE | 64 | most images in one ONNX Runtime call made by the adaptive batcher |
 | MNIST_MAX_LATENCY_MS | 1000 | the batcher's end-to-end budget: past it a queued request gets 503 |
 | MNIST_WORKERS | 1 | server processes, each with its own model session |
@@ -33,6 +34,7 @@ class Limits:
 
 @dataclass(frozen=True)
 class Batching:
+    enabled: bool = True  # off only to measure what batching buys
     max_batch_size: int = 64
     max_latency_ms: int = 1000  # a budget, not a wait window: 50 ms gave 503 storms at 64 clients
     workers: int = 1
@@ -61,6 +63,7 @@ class ServiceSettings:
         return cls(
             runtime=RuntimeConfig.from_env(env),
             batching=Batching(
+                enabled=env.get("MNIST_BATCHING", "1").strip().lower() not in ("0", "false", "no", "off"),
                 max_batch_size=number("MNIST_MAX_BATCH_SIZE", Batching.max_batch_size, 2),
                 max_latency_ms=number("MNIST_MAX_LATENCY_MS", Batching.max_latency_ms, 1),
                 workers=number("MNIST_WORKERS", Batching.workers, 1),

@@ -1,0 +1,287 @@
+"""Run a Locust scenario against the service (or any target) and write a full report.
+
+    python -m loadtests.run --scenario json-1                       # start the service, 64 users, 30 s
+    python -m loadtests.run --scenario bytes-256 --users 16
+    python -m loadtests.run --scenario json-1 --sweep 1 8 32 64 128 # throughput vs p99 over concurrency
+    python -m loadtests.run --scenario json-1 --open-loop 200 400   # fixed arrival rates (asyncio client)
+    python -m loadtests.run --host http://10.0.0.5:3000 ...         # an already running server
+
+Steps: start the target pinned to --server-cpus (default core 0) unless --host is given, wait for
+/readyz, warm up (BentoML's batcher fits its cost model over its first dispatches), then for each
+concurrency level run Locust headless pinned to --load-cpus (default core 1). Written to --out:
+Locust's CSV and HTML report per run, summary.json (requests/s, p50/p90/p95/p99, failures by status,
+images/s, the adaptive batch size histogram diffed from /metrics, CPU use of server and load generator),
+and PNG plots (latency percentiles, batch sizes, and throughput vs p99 for a sweep).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import psutil
+
+from .asyncload import LoadConfig
+from .asyncload import run as run_asyncload
+from .targets import TARGETS
+
+USER_CLASSES = {"json-1": "JsonOneImageUser", "json-batch": "JsonBatchUser", "bytes-256": "BytesBatchUser"}
+USER_CLASSES["image"] = "ImageUploadUser"
+IMAGES_PER_REQUEST = {"json-1": 1, "bytes-256": 256, "image": 1}
+BIN = Path(sys.executable).parent
+LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+LOCUST_CONF = Path(__file__).with_name("locust.conf")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    scenario: str = "json-1"
+    target: str = "service"
+    host: str | None = None  # an already running server: nothing is started
+    users: list[int] = field(default_factory=lambda: [64])  # one Locust run per value (a sweep when several)
+    duration: int = 30  # seconds per Locust run
+    warmup: float = 5.0  # seconds of load before the first measured run
+    server_cpus: str | None = "0"
+    load_cpus: str | None = "1"
+    open_loop: list[float] = field(default_factory=list)  # requests/s for fixed-rate runs after Locust
+    out: str | None = None
+    env: dict[str, str] = field(default_factory=dict)  # extra server environment (tuning)
+
+
+def batch_histogram(metrics_text: str) -> dict[str, float]:
+    """Cumulative adaptive-batch-size buckets summed over endpoints and workers: {le: count}."""
+    buckets: dict[str, float] = {}
+    for line in metrics_text.splitlines():
+        if line.startswith("bentoml_service_adaptive_batch_size_bucket"):
+            le = re.search(r'le="([^"]+)"', line).group(1)
+            buckets[le] = buckets.get(le, 0.0) + float(line.rsplit(" ", 1)[1])
+    return buckets
+
+
+def histogram_diff(before: dict[str, float], after: dict[str, float]) -> dict[str, int]:
+    """Per-bucket counts (not cumulative) of batches dispatched between two scrapes: {"<=le": n}."""
+
+    def key(le: str) -> float:
+        return float("inf") if le == "+Inf" else float(le)
+
+    out, previous = {}, 0.0
+    for le in sorted(after, key=key):
+        cumulative = after[le] - before.get(le, 0.0)
+        if cumulative - previous > 0:
+            out[f"<={le}"] = int(cumulative - previous)
+        previous = cumulative
+    return out
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds of a process and its children."""
+    if pid is None:
+        return 0.0
+    try:
+        proc = psutil.Process(pid)
+        procs = [proc, *proc.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def scrape(host: str) -> str:
+    try:
+        return httpx.get(f"{host}/metrics", timeout=10).text
+    except httpx.HTTPError:
+        return ""  # the FastAPI baseline has no /metrics
+
+
+def read_locust_csv(prefix: Path) -> dict[str, float]:
+    with open(f"{prefix}_stats.csv") as f:
+        row = next(r for r in csv.DictReader(f) if r["Name"] == "Aggregated")
+    failures: dict[str, int] = {}
+    failures_csv = Path(f"{prefix}_failures.csv")
+    if failures_csv.exists():
+        with open(failures_csv) as f:
+            for r in csv.DictReader(f):
+                failures[r["Error"][:120]] = failures.get(r["Error"][:120], 0) + int(r["Occurrences"])
+    return {
+        "requests": int(row["Request Count"]),
+        "failed": int(row["Failure Count"]),
+        "requests_per_s": float(row["Requests/s"]),
+        **{f"p{q}_ms": float(row[f"{q}%"]) for q in (50, 90, 95, 99)},
+        "mean_ms": float(row["Average Response Time"]),
+        "max_ms": float(row["Max Response Time"]),
+        "failures": failures,
+    }
+
+
+def locust_once(cfg: RunConfig, host: str, users: int, out: Path, server_pid: int | None) -> dict:
+    """One headless Locust run; returns its summary with server/load CPU use and the batch histogram."""
+    prefix = out / f"locust_{users}u"
+    command = [str(BIN / "locust"), "-f", str(LOCUSTFILE), "--config", str(LOCUST_CONF)]
+    command += ["--host", host, "--users", str(users), "--spawn-rate", str(users), "--run-time", f"{cfg.duration}s"]
+    command += ["--csv", str(prefix), "--html", f"{prefix}.html", USER_CLASSES[cfg.scenario]]
+    if cfg.load_cpus and shutil.which("taskset"):
+        command = ["taskset", "-c", cfg.load_cpus, *command]
+    metrics_before = batch_histogram(scrape(host))
+    server_cpu_before = cpu_seconds(server_pid)
+    started = time.perf_counter()
+    with open(f"{prefix}.log", "w") as log:
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).parents[1])
+        ps = psutil.Process(proc.pid)
+        load_cpu = 0.0
+        while proc.poll() is None:
+            try:
+                t = ps.cpu_times()
+                load_cpu = t.user + t.system
+            except psutil.NoSuchProcess:
+                break
+            time.sleep(0.5)
+    wall = time.perf_counter() - started
+    summary = read_locust_csv(prefix)
+    log_text = Path(f"{prefix}.log").read_text()
+    summary |= {
+        "users": users,
+        "images_per_s": summary["requests_per_s"] * IMAGES_PER_REQUEST.get(cfg.scenario, 1),
+        "server_cpu_percent": 100 * (cpu_seconds(server_pid) - server_cpu_before) / wall if server_pid else None,
+        "locust_cpu_percent": 100 * load_cpu / wall,
+        "locust_cpu_warning": "CPU usage above" in log_text or "CPU usage was too high" in log_text,
+        "batch_sizes": histogram_diff(metrics_before, batch_histogram(scrape(host))),
+        "locust_exit_code": proc.returncode,
+    }
+    return summary
+
+
+def warm_up(host: str, scenario: str, seconds: float) -> None:
+    if seconds <= 0:
+        return
+    asyncload_scenario = "json-64" if scenario == "json-batch" else scenario
+    run_asyncload(LoadConfig(host=host, scenario=asyncload_scenario, users=16, duration=seconds, warmup=0))
+
+
+def plot(results: list[dict], open_loop: list[dict], out: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    last = results[-1]
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+    qs = ["p50_ms", "p90_ms", "p95_ms", "p99_ms"]
+    axes[0].bar([q[:-3] for q in qs], [last[q] for q in qs], color="tab:blue")
+    axes[0].set(title=f"latency percentiles ({last['users']} users)", ylabel="ms")
+    sizes = last["batch_sizes"]
+    axes[1].bar(list(sizes), list(sizes.values()), color="tab:green")
+    axes[1].set(title="adaptive batch sizes (dispatches)", xlabel="batch size bucket", ylabel="batches")
+    axes[1].tick_params(axis="x", rotation=45)
+    if len(results) > 1:
+        axes[2].plot([r["p99_ms"] for r in results], [r["requests_per_s"] for r in results], marker="o")
+        for r in results:
+            axes[2].annotate(f"{r['users']}u", (r["p99_ms"], r["requests_per_s"]))
+        axes[2].set(title="throughput vs p99 (concurrency sweep)", xlabel="p99 ms", ylabel="requests/s")
+    elif open_loop:
+        axes[2].plot([r["rate"] for r in open_loop], [r["p99_ms"] for r in open_loop], marker="o")
+        axes[2].set(title="open loop: p99 at fixed arrival rates", xlabel="requests/s", ylabel="p99 ms")
+    else:
+        axes[2].axis("off")
+    for ax in axes[:3]:
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(out / "report.png", dpi=90)
+    plt.close(fig)
+
+
+def run(cfg: RunConfig) -> dict:
+    """Run the configured scenario(s); returns and writes summary.json."""
+    if cfg.scenario not in USER_CLASSES:
+        raise ValueError(f"scenario: got {cfg.scenario!r}; allowed: {', '.join(USER_CLASSES)}")
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    out = Path(cfg.out or f"results/{stamp}-{cfg.target}-{cfg.scenario}")
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.load_cpus and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {int(c) for c in cfg.load_cpus.split(",")})  # our asyncio client too
+    with ExitStack() as stack:
+        server_pid = None
+        host = cfg.host
+        if host is None:
+            server = stack.enter_context(TARGETS[cfg.target].start(cfg.server_cpus, cfg.env))
+            host, server_pid = server.url, server.pid
+        warm_up(host, cfg.scenario, cfg.warmup)
+        results = [locust_once(cfg, host, users, out, server_pid) for users in cfg.users]
+        open_loop = []
+        for rate in cfg.open_loop:
+            loop_cfg = LoadConfig(host=host, scenario=cfg.scenario, rate=rate, duration=cfg.duration, warmup=2)
+            open_loop.append({"rate": rate, **run_asyncload(loop_cfg)})
+    summary = {
+        "config": asdict(cfg),
+        "host": host,
+        "machine": {"cpus": os.cpu_count()},
+        "runs": results,
+        "open_loop": open_loop,
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    plot(results, open_loop, out, f"{cfg.target}: {cfg.scenario}")
+    for r in results:
+        print(
+            f"{cfg.target} {cfg.scenario} {r['users']} users: {r['requests_per_s']:.0f} req/s "
+            f"({r['images_per_s']:.0f} images/s), p50 {r['p50_ms']:.0f} ms, p99 {r['p99_ms']:.0f} ms, "
+            f"failed {r['failed']}, server CPU {r['server_cpu_percent'] or 0:.0f}%, "
+            f"locust CPU {r['locust_cpu_percent']:.0f}%{' (SATURATED)' if r['locust_cpu_warning'] else ''}"
+        )
+    for r in open_loop:
+        print(f"open loop {r['rate']:.0f}/s: p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, {r['failures']}")
+    print(f"report: {out}")
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m loadtests.run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--scenario", default="json-1", choices=sorted(USER_CLASSES))
+    p.add_argument("--target", default="service", choices=sorted(TARGETS))
+    p.add_argument("--host", help="test this running server instead of starting one")
+    p.add_argument("--users", type=int, default=64)
+    p.add_argument("--sweep", type=int, nargs="+", help="several user counts: a throughput vs p99 curve")
+    p.add_argument("--duration", type=int, default=30)
+    p.add_argument("--warmup", type=float, default=5.0)
+    p.add_argument("--server-cpus", default="0", help="taskset CPU list for the server ('' for none)")
+    p.add_argument("--load-cpus", default="1", help="taskset CPU list for Locust ('' for none)")
+    p.add_argument("--open-loop", type=float, nargs="*", default=[], help="fixed arrival rates, requests/s")
+    p.add_argument("--out", help="report folder (default results/<time>-<target>-<scenario>)")
+    args = p.parse_args(argv)
+    cfg = RunConfig(
+        scenario=args.scenario,
+        target=args.target,
+        host=args.host,
+        users=args.sweep or [args.users],
+        duration=args.duration,
+        warmup=args.warmup,
+        server_cpus=args.server_cpus or None,
+        load_cpus=args.load_cpus or None,
+        open_loop=args.open_loop,
+        out=args.out,
+    )
+    summary = run(cfg)
+    return 1 if any(r["failed"] for r in summary["runs"]) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

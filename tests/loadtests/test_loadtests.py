@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from loadtests.asyncload import LoadConfig
+from loadtests.asyncload import run as run_asyncload
+from loadtests.payloads import Payloads, build_requests, check_response, load_sample
+from loadtests.run import batch_histogram, histogram_diff
+from loadtests.server import running_service
+from tests.conftest import REPO
+
+BIN = Path(sys.executable).parent
+
+
+def test_payload_pools_cover_every_scenario() -> None:
+    images, labels = load_sample()
+    assert images.shape == (512, 784)
+    assert labels.shape == (512,)
+    cases = (("json-1", "/predict", 1), ("bytes-256", "/predict_bytes", 256), ("image", "/predict_image", 1))
+    for scenario, path, count in cases:
+        requests = build_requests(scenario, images, pool=4)
+        assert {r.path for r in requests} == {path}
+        assert {r.images for r in requests} == {count}
+    with pytest.raises(ValueError, match="scenario"):
+        build_requests("xml-3", images)
+
+
+def test_check_response_counts_a_wrong_answer_as_a_failure() -> None:
+    request = Payloads.load("json-1").next()
+    one_hot_3 = [0.0] * 3 + [1.0] + [0.0] * 6
+    good = {"activation": "softmax", "predictions": [{"label": "3", "probabilities": one_hot_3}]}
+    assert check_response(good, request) is None
+    wrong_label = {"activation": "softmax", "predictions": [{"label": "4", "probabilities": one_hot_3}]}
+    assert check_response(wrong_label, request) == "label is not the argmax"
+    not_normalised = {"activation": "softmax", "predictions": [{"label": "3", "probabilities": [0.5] * 10}]}
+    assert check_response(not_normalised, request) == "softmax probabilities do not sum to 1"
+    assert check_response({"predictions": []}, request) == "expected 1 predictions"
+
+
+def test_batch_histogram_diff() -> None:
+    before = batch_histogram(
+        'bentoml_service_adaptive_batch_size_bucket{le="1.0",m="a"} 2.0\n'
+        'bentoml_service_adaptive_batch_size_bucket{le="4.0",m="a"} 3.0\n'
+        'bentoml_service_adaptive_batch_size_bucket{le="+Inf",m="a"} 3.0\n'
+    )
+    after = batch_histogram(
+        'bentoml_service_adaptive_batch_size_bucket{le="1.0",m="a"} 5.0\n'
+        'bentoml_service_adaptive_batch_size_bucket{le="4.0",m="a"} 10.0\n'
+        'bentoml_service_adaptive_batch_size_bucket{le="+Inf",m="a"} 11.0\n'
+    )
+    assert histogram_diff(before, after) == {"<=1.0": 3, "<=4.0": 4, "<=+Inf": 1}
+
+
+@pytest.fixture(scope="module")
+def service_url() -> Iterator[str]:
+    with running_service({"MNIST_MODEL": "default"}) as url:
+        yield url
+
+
+@pytest.mark.slow
+def test_locust_smoke_load_has_no_failed_request(service_url: str, tmp_path: Path) -> None:
+    prefix = tmp_path / "smoke"
+    command = [str(BIN / "locust"), "-f", "loadtests/locustfile.py", "--config", "loadtests/locust.conf"]
+    command += ["--host", service_url, "--users", "4", "--spawn-rate", "4", "--run-time", "5s", "--csv", str(prefix)]
+    for user_class in ("JsonOneImageUser", "BytesBatchUser", "ImageUploadUser"):
+        result = subprocess.run([*command, user_class], cwd=REPO, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+        with open(f"{prefix}_stats.csv") as f:
+            total = next(r for r in csv.DictReader(f) if r["Name"] == "Aggregated")
+        assert int(total["Request Count"]) > 10, user_class
+        assert int(total["Failure Count"]) == 0, user_class
+
+
+@pytest.mark.slow
+def test_open_loop_client_sends_at_the_fixed_rate(service_url: str) -> None:
+    summary = run_asyncload(LoadConfig(host=service_url, rate=100, duration=3, warmup=0.5))
+    assert summary["failures"] == {}
+    assert 270 <= summary["requests"] <= 300  # 100/s for 3 s, all answered
+    assert summary["p99_ms"] > 0
