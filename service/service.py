@@ -13,7 +13,9 @@ BentoML adds GET /livez, /readyz (after the model is loaded and warmed up) and /
 
 from __future__ import annotations
 
+import gc
 import logging
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -41,11 +43,13 @@ log = logging.getLogger("service")
 
 # BentoML fixes batching and worker settings when the class is defined, so they are read here.
 BATCHING = settings().batching
+TRACE_PREDICT = os.environ.get("MNIST_TRACE_PREDICT", "0") == "1"
 BATCHED = {
     "batchable": BATCHING.enabled,
     "max_batch_size": BATCHING.max_batch_size,
     "max_latency_ms": BATCHING.max_latency_ms,
 }
+API_NAMES = ("predict", "predict_bytes", "predict_image", "metadata")
 JSON_ROUTES = ("/predict", "/predict_bytes", "/metadata")
 UPLOAD_ROUTES = ("/predict_image",)
 
@@ -55,6 +59,9 @@ UPLOAD_ROUTES = ("/predict_image",)
     workers=BATCHING.workers,
     traffic={"timeout": 30},
     logging={"access": {"enabled": False}},  # a log line per request cost 10-35% of throughput here
+    # OpenTelemetry's middleware cost 36% of throughput on the predict routes even with sampling off (the
+    # default), so they are excluded; MNIST_TRACE_PREDICT=1 keeps them traced for operators who sample.
+    tracing={"excluded_urls": [] if TRACE_PREDICT else ["/predict", "/predict_bytes", "/predict_image"]},
 )
 class MNISTService:
     def __init__(self) -> None:
@@ -68,6 +75,15 @@ class MNISTService:
             labelnames=["model", "version", "provider"],
         ).labels(model=meta.name, version=meta.version, provider=self.runtime.provider).set(1)
         self._labels = meta.labels
+        # BentoML looks the API method up on the instance for every request, and its descriptor rebuilds
+        # inspect.signature each time (11% of the worker's CPU under load). An instance attribute shadows
+        # the descriptor, so bind each API once here.
+        for name in API_NAMES:
+            setattr(self, name, getattr(self, name))
+        # Startup leaves ~100k long-lived objects (BentoML, pydantic, ORT); freezing them keeps full garbage
+        # collections from walking them mid-request: p99 at 64 users fell from ~160 ms to ~120 ms.
+        gc.collect()
+        gc.freeze()
 
     def _respond(self, pixels: np.ndarray, activation: Activation | None) -> PredictResponse:
         activation = activation or self.runtime.default_activation
@@ -96,16 +112,12 @@ class MNISTService:
         return ResponseBatch(responses)
 
     # async: ORT's call is short (~15 us per image), so it runs on the event loop without a thread hop.
-    @bentoml.api(
-        batchable=BATCHING.enabled, max_batch_size=BATCHING.max_batch_size, max_latency_ms=BATCHING.max_latency_ms
-    )
+    @bentoml.api(**BATCHED)
     async def predict(self, request: PredictRequest, /) -> PredictResponse:
         """Classify images sent as JSON rows of 784 pixels in [0, 1] (28x28 row-major, white on black)."""
         return self._predict(request)
 
-    @bentoml.api(
-        batchable=BATCHING.enabled, max_batch_size=BATCHING.max_batch_size, max_latency_ms=BATCHING.max_latency_ms
-    )
+    @bentoml.api(**BATCHED)
     async def predict_bytes(self, request: PredictBytesRequest, /) -> PredictResponse:
         """Classify images sent compactly: base64 of raw uint8 (or float32) N x 784 bytes, or of a .npy file."""
         return self._predict(request)

@@ -1,0 +1,145 @@
+"""Find the serving configuration with the most throughput under a p99 bound (in the spirit of Triton's
+Model Analyzer): sweep max_batch_size, max_latency_ms, workers and ONNX Runtime threads.
+
+    python -m loadtests.tune                              # one factor at a time around the defaults (~3 min)
+    python -m loadtests.tune --grid                       # every combination (long)
+    python -m loadtests.tune --p99-bound 100 --users 64 --scenario json-1
+
+Each configuration starts the service pinned to --server-cpus, warms it up, and measures it with the
+asyncio closed-loop client (microsecond latencies) pinned to --load-cpus. Writes results/tune/tune.json,
+results/tune/tune.png and the `tuning` section of docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import sys
+from pathlib import Path
+
+from benchmarks.report import update_section
+
+from .asyncload import LoadConfig
+from .asyncload import run as run_asyncload
+from .targets import TARGETS
+
+DEFAULTS = {"MNIST_MAX_BATCH_SIZE": 64, "MNIST_MAX_LATENCY_MS": 1000, "MNIST_WORKERS": 1, "MNIST_ORT_THREADS": 1}
+SPACE = {
+    "MNIST_MAX_BATCH_SIZE": [8, 16, 32, 64, 128],
+    "MNIST_MAX_LATENCY_MS": [100, 300, 1000, 5000],
+    "MNIST_WORKERS": [1, 2],
+    "MNIST_ORT_THREADS": [1, 2],
+}
+SHORT = {"MNIST_MAX_BATCH_SIZE": "batch", "MNIST_MAX_LATENCY_MS": "latency_ms"}
+SHORT |= {"MNIST_WORKERS": "workers", "MNIST_ORT_THREADS": "ort_threads"}
+
+
+def configurations(grid: bool) -> list[dict[str, int]]:
+    if grid:
+        return [dict(zip(SPACE, values, strict=True)) for values in itertools.product(*SPACE.values())]
+    configs = [dict(DEFAULTS)]
+    for key, values in SPACE.items():
+        configs += [DEFAULTS | {key: v} for v in values if v != DEFAULTS[key]]
+    return configs
+
+
+def measure(config: dict[str, int], args: argparse.Namespace) -> dict:
+    env = {k: str(v) for k, v in config.items()}
+    with TARGETS["service"].start(cpus=args.server_cpus, env=env) as server:
+        load = LoadConfig(host=server.url, scenario=args.scenario, users=args.users, duration=args.duration, warmup=4)
+        summary = run_asyncload(load)
+    row = {SHORT[k]: v for k, v in config.items()} | {
+        "requests_per_s": summary["requests_per_s"],
+        "p50_ms": summary["p50_ms"],
+        "p99_ms": summary["p99_ms"],
+        "failed": sum(summary["failures"].values()),
+    }
+    print(json.dumps(row))
+    return row
+
+
+def plot(rows: list[dict], best: dict | None, bound: float, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for row in rows:
+        ok = row["p99_ms"] <= bound and row["failed"] == 0
+        ax.scatter(row["p99_ms"], row["requests_per_s"], color="tab:green" if ok else "tab:red")
+        label = f"b{row['batch']} l{row['latency_ms']} w{row['workers']} t{row['ort_threads']}"
+        ax.annotate(label, (row["p99_ms"], row["requests_per_s"]), fontsize=7)
+    if best:
+        ax.scatter(best["p99_ms"], best["requests_per_s"], s=200, facecolors="none", edgecolors="black")
+    ax.axvline(bound, linestyle="--", color="grey")
+    ax.set(xlabel="p99 latency (ms)", ylabel="requests/s", title=f"tuning sweep (p99 bound {bound:g} ms)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m loadtests.tune", description=__doc__)
+    p.add_argument("--grid", action="store_true", help="every combination instead of one factor at a time")
+    p.add_argument("--p99-bound", type=float, default=150.0)
+    p.add_argument("--users", type=int, default=64)
+    p.add_argument("--scenario", default="json-1")
+    p.add_argument("--duration", type=float, default=12.0)
+    p.add_argument("--server-cpus", default="0")
+    p.add_argument("--load-cpus", default="1")
+    p.add_argument("--out", default="results/tune")
+    args = p.parse_args(argv)
+    if args.load_cpus and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {int(c) for c in args.load_cpus.split(",")})
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [measure(config, args) for config in configurations(args.grid)]
+    eligible = [r for r in rows if r["p99_ms"] <= args.p99_bound and r["failed"] == 0]
+    best = max(eligible, key=lambda r: r["requests_per_s"]) if eligible else None
+    (out / "tune.json").write_text(json.dumps({"rows": rows, "best": best, "p99_bound": args.p99_bound}, indent=2))
+    plot(rows, best, args.p99_bound, out / "tune.png")
+    docs_png = Path("docs/img/tune.png")
+    docs_png.parent.mkdir(parents=True, exist_ok=True)
+    docs_png.write_bytes((out / "tune.png").read_bytes())
+    table = [
+        "| max_batch_size | max_latency_ms | workers | ORT threads | requests/s | p50 | p99 | failed |",
+        "|---|---|---|---|---|---|---|---|",
+        *(
+            f"| {r['batch']} | {r['latency_ms']} | {r['workers']} | {r['ort_threads']} | {r['requests_per_s']:.0f} "
+            f"| {r['p50_ms']:.1f} ms | {r['p99_ms']:.1f} ms | {r['failed']} |"
+            for r in rows
+        ),
+    ]
+    verdict = (
+        f"Best under p99 <= {args.p99_bound:g} ms: max_batch_size {best['batch']}, max_latency_ms "
+        f"{best['latency_ms']}, workers {best['workers']}, ORT threads {best['ort_threads']}: "
+        f"{best['requests_per_s']:.0f} requests/s, p99 {best['p99_ms']:.1f} ms."
+        if best
+        else f"No configuration met p99 <= {args.p99_bound:g} ms without failures."
+    )
+    body = "\n".join(
+        [
+            "## Tuning sweep",
+            "",
+            f"{args.scenario}, {args.users} closed-loop users (asyncio client), {args.duration:g} s per configuration, "
+            f"server on core {args.server_cpus}, load on core {args.load_cpus}.",
+            "",
+            *table,
+            "",
+            verdict,
+            "",
+            "![tuning sweep](img/tune.png)",
+        ]
+    )
+    command = "python -m loadtests.tune " + " ".join(sys.argv[1:] if argv is None else argv)
+    update_section("tuning", body, command.strip())
+    print(verdict)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
