@@ -8,7 +8,7 @@ export MNIST_ROOT
 MODEL ?= default
 PORT ?= 3000
 
-.PHONY: help serve test lint format models bench-training clean
+.PHONY: help serve test lint format models bench-training loadtest clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -45,6 +45,9 @@ models: $(VENV)/.dev  ## retrain and re-export the shipped models (default, pige
 
 bench-training: $(VENV)/.dev  ## training benchmarks -> docs/benchmarks.md
 	$(BIN)/python -m benchmarks.training
+
+loadtest: $(VENV)/.dev  ## start the service and load it with Locust (1 image per request, 64 users)
+	$(BIN)/python -m loadtests.run --scenario json-1
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache *.egg-info

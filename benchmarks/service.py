@@ -11,21 +11,15 @@ image per JSON request from 64 closed-loop users, server pinned to core 0, load 
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 
 import httpx
 
 from loadtests.asyncload import LoadConfig, run
-from loadtests.server import running_server
+from loadtests.server import pin_to, running_server
 
 from .report import update_section
-
-
-def pin_self(cpu: int) -> None:
-    if hasattr(os, "sched_setaffinity") and cpu < (os.cpu_count() or 1):
-        os.sched_setaffinity(0, {cpu})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--users", type=int, default=64)
     p.add_argument("--model", default="default")
     args = p.parse_args(argv)
-    pin_self(1)
+    pin_to("1")
     env = {"MNIST_MODEL": args.model}
     starts, model_load = [], []
     for _ in range(args.starts):

@@ -23,6 +23,7 @@ from .asyncload import LoadConfig
 from .asyncload import run as run_asyncload
 from .baselines.ort_ceiling import ceiling
 from .run import RunConfig, run
+from .server import pin_to
 from .targets import TARGETS
 
 
@@ -39,13 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     out = Path(args.out)
 
-    import os
-
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {0})  # the ceiling runs where the server will
+    pin_to("0")  # the ceiling runs where the server will
     ceil = {row["batch"]: row for row in ceiling([1, 64, 256])}
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
+    pin_to(None)
 
     json1 = {}
     for target in ("service", "service-nobatch", "fastapi"):
@@ -58,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     capacity = json1["service"]["requests_per_s"]
     open_loop = []
     with TARGETS["service"].start(cpus="0") as server:
-        os.sched_setaffinity(0, {1}) if hasattr(os, "sched_setaffinity") else None
+        pin_to("1")
         for fraction in (0.25, 0.5, 0.75):
             rate = round(capacity * fraction)
             summary = run_asyncload(LoadConfig(host=server.url, rate=rate, duration=args.duration, warmup=3))

@@ -35,6 +35,7 @@ import psutil
 
 from .asyncload import LoadConfig
 from .asyncload import run as run_asyncload
+from .server import pin_to
 from .targets import TARGETS
 
 USER_CLASSES = {"json-1": "JsonOneImageUser", "json-batch": "JsonBatchUser", "bytes-256": "BytesBatchUser"}
@@ -215,8 +216,7 @@ def run(cfg: RunConfig) -> dict:
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     out = Path(cfg.out or f"results/{stamp}-{cfg.target}-{cfg.scenario}")
     out.mkdir(parents=True, exist_ok=True)
-    if cfg.load_cpus and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {int(c) for c in cfg.load_cpus.split(",")})  # our asyncio client too
+    pin_to(cfg.load_cpus)  # our own asyncio client (warm-up, open loop) runs beside Locust
     with ExitStack() as stack:
         server_pid = None
         host = cfg.host

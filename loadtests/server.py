@@ -24,6 +24,14 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
+def pin_to(cpus: str | None) -> None:
+    """Run this process on the given CPU list ("1", "0,1"); None or a machine without affinity: anywhere."""
+    if hasattr(os, "sched_setaffinity"):
+        available = set(range(os.cpu_count() or 1))
+        wanted = {int(c) for c in cpus.split(",")} & available if cpus else available
+        os.sched_setaffinity(0, wanted or available)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -43,7 +43,7 @@ class InputError(ValueError):
         self.message = message
 
 
-def _env_bool(value: str | None, default: bool) -> bool:
+def env_bool(value: str | None, default: bool) -> bool:
     if value is None or value == "":
         return default
     return value.strip().lower() in ("1", "true", "yes", "on")
@@ -72,9 +72,9 @@ class RuntimeConfig:
             models_dir=env.get("MNIST_MODELS_DIR") or cls.models_dir,
             model=env.get("MNIST_MODEL") or cls.model,
             device=env.get("MNIST_DEVICE") or cls.device,
-            require_gpu=_env_bool(env.get("MNIST_REQUIRE_GPU"), cls.require_gpu),
+            require_gpu=env_bool(env.get("MNIST_REQUIRE_GPU"), cls.require_gpu),
             intra_op_threads=int(env.get("MNIST_ORT_THREADS") or cls.intra_op_threads),
-            spinning=_env_bool(env.get("MNIST_ORT_SPINNING"), cls.spinning),
+            spinning=env_bool(env.get("MNIST_ORT_SPINNING"), cls.spinning),
         )
 
 

@@ -9,7 +9,7 @@
 | MNIST_ORT_THREADS | 1 | ONNX Runtime intra-op threads per call |
 | MNIST_ORT_SPINNING | 0 | 1: let ONNX Runtime threads busy-wait |
 | MNIST_BATCHING | 1 | 0: no adaptive batching (each request its own ONNX Runtime call), for comparison |
-| MNIST_MAX_BATCH_SIZE | 64 | most images in one ONNX Runtime call made by the adaptive batcher |
+| MNIST_MAX_BATCH_SIZE | 32 | most images in one ONNX Runtime call made by the adaptive batcher |
 | MNIST_MAX_LATENCY_MS | 1000 | the batcher's end-to-end budget: past it a queued request gets 503 |
 | MNIST_WORKERS | 1 | server processes, each with its own model session |
 | MNIST_TRACE_PREDICT | 0 | 1: keep OpenTelemetry on the predict routes (off by default: it cost 36% throughput) |
@@ -24,7 +24,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .runtime import RuntimeConfig
+from .runtime import RuntimeConfig, env_bool
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class Limits:
 @dataclass(frozen=True)
 class Batching:
     enabled: bool = True  # off only to measure what batching buys
-    max_batch_size: int = 64
+    max_batch_size: int = 32  # picked by `python -m loadtests.tune` (docs/benchmarks.md, "Tuning sweep")
     max_latency_ms: int = 1000  # a budget, not a wait window: 50 ms gave 503 storms at 64 clients
     workers: int = 1
 
@@ -46,6 +46,7 @@ class ServiceSettings:
     runtime: RuntimeConfig
     batching: Batching
     limits: Limits
+    trace_predict: bool = False  # OpenTelemetry on the predict routes; off, it cost 36% of throughput
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> ServiceSettings:
@@ -64,11 +65,12 @@ class ServiceSettings:
         return cls(
             runtime=RuntimeConfig.from_env(env),
             batching=Batching(
-                enabled=env.get("MNIST_BATCHING", "1").strip().lower() not in ("0", "false", "no", "off"),
+                enabled=env_bool(env.get("MNIST_BATCHING"), Batching.enabled),
                 max_batch_size=number("MNIST_MAX_BATCH_SIZE", Batching.max_batch_size, 2),
                 max_latency_ms=number("MNIST_MAX_LATENCY_MS", Batching.max_latency_ms, 1),
                 workers=number("MNIST_WORKERS", Batching.workers, 1),
             ),
+            trace_predict=env_bool(env.get("MNIST_TRACE_PREDICT"), False),
             limits=Limits(
                 max_images=number("MNIST_MAX_IMAGES", Limits.max_images, 1),
                 max_body_bytes=number("MNIST_MAX_BODY_BYTES", Limits.max_body_bytes, 1024),
