@@ -27,7 +27,8 @@ def machine_description() -> str:
 
 def git_commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+        describe = ["git", "describe", "--always", "--dirty=+uncommitted changes", "--abbrev=7"]
+        return subprocess.run(describe, capture_output=True, text=True).stdout.strip()
     except OSError:
         return "unknown"
 

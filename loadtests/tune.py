@@ -3,7 +3,7 @@ Model Analyzer): sweep max_batch_size, max_latency_ms, workers and ONNX Runtime 
 
     python -m loadtests.tune                              # one factor at a time, 3 rounds (~9 min)
     python -m loadtests.tune --grid                       # every combination (long)
-    python -m loadtests.tune --p99-bound 100 --users 64 --scenario json-1
+    python -m loadtests.tune --scenario bytes-256 --users 8 --factors batch --p99-bound 500
 
 Each configuration starts the service pinned to --server-cpus, warms it up, and measures it with the
 asyncio closed-loop client (microsecond latencies) pinned to --load-cpus. Writes results/tune/tune.json,
@@ -35,7 +35,7 @@ DEFAULTS = {  # the service's own defaults: the centre of the one-factor sweep
     "MNIST_ORT_THREADS": RuntimeConfig.intra_op_threads,
 }
 SPACE = {
-    "MNIST_MAX_BATCH_SIZE": [8, 16, 32, 64, 128],
+    "MNIST_MAX_BATCH_SIZE": [8, 32, 128, 256, 1024],
     "MNIST_MAX_LATENCY_MS": [100, 300, 1000, 5000],
     "MNIST_WORKERS": [1, 2],
     "MNIST_ORT_THREADS": [1, 2],
@@ -44,11 +44,12 @@ SHORT = {"MNIST_MAX_BATCH_SIZE": "batch", "MNIST_MAX_LATENCY_MS": "latency_ms"}
 SHORT |= {"MNIST_WORKERS": "workers", "MNIST_ORT_THREADS": "ort_threads"}
 
 
-def configurations(grid: bool) -> list[dict[str, int]]:
+def configurations(grid: bool, factors: list[str]) -> list[dict[str, int]]:
+    space = {key: values for key, values in SPACE.items() if SHORT[key] in factors}
     if grid:
-        return [dict(zip(SPACE, values, strict=True)) for values in itertools.product(*SPACE.values())]
+        return [DEFAULTS | dict(zip(space, values, strict=True)) for values in itertools.product(*space.values())]
     configs = [dict(DEFAULTS)]
-    for key, values in SPACE.items():
+    for key, values in space.items():
         configs += [DEFAULTS | {key: v} for v in values if v != DEFAULTS[key]]
     return configs
 
@@ -115,19 +116,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3, help="rounds over all configurations; medians are kept")
     p.add_argument("--server-cpus", default="0")
     p.add_argument("--load-cpus", default="1")
+    p.add_argument("--factors", nargs="+", default=list(SHORT.values()), choices=list(SHORT.values()))
     p.add_argument("--out", default="results/tune")
     args = p.parse_args(argv)
     pin_to(args.load_cpus)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    configs = configurations(args.grid)
+    configs = configurations(args.grid, args.factors)
     # whole rounds, one after another, so slow drifts of the shared machine hit every configuration alike
     rows = median_rows([[measure(c, args) for c in configs] for _ in range(args.repeats)])
     eligible = [r for r in rows if r["p99_ms"] <= args.p99_bound and r["failed"] == 0]
     best = max(eligible, key=lambda r: r["requests_per_s"]) if eligible else None
     (out / "tune.json").write_text(json.dumps({"rows": rows, "best": best, "p99_bound": args.p99_bound}, indent=2))
     plot(rows, best, args.p99_bound, out / "tune.png")
-    docs_png = Path("docs/img/tune.png")
+    docs_png = Path(f"docs/img/tune-{args.scenario}.png")
     docs_png.parent.mkdir(parents=True, exist_ok=True)
     docs_png.write_bytes((out / "tune.png").read_bytes())
     table = [
@@ -148,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     body = "\n".join(
         [
-            "## Tuning sweep",
+            f"## Tuning sweep: {args.scenario}",
             "",
             f"{args.scenario}, {args.users} closed-loop users (asyncio client), {args.duration:g} s per configuration, "
             f"median of {args.repeats} rounds, server on core {args.server_cpus}, load on core {args.load_cpus}.",
@@ -157,11 +159,11 @@ def main(argv: list[str] | None = None) -> int:
             "",
             verdict,
             "",
-            "![tuning sweep](img/tune.png)",
+            f"![tuning sweep](img/tune-{args.scenario}.png)",
         ]
     )
     command = "python -m loadtests.tune " + " ".join(sys.argv[1:] if argv is None else argv)
-    update_section("tuning", body, command.strip())
+    update_section(f"tuning-{args.scenario}", body, command.strip())
     print(verdict)
     return 0
 

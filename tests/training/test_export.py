@@ -2,6 +2,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -111,3 +114,25 @@ def test_crash_during_export_leaves_models_untouched(
 def test_export_of_an_unfinished_run_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="has no best.pt and summary.json"):
         export(ExportConfig(run=str(tmp_path / "nope"), models_dir=str(tmp_path)))
+
+
+def test_export_cli_can_register_in_the_bentoml_model_store(
+    trained_runs: Path, tmp_path: Path, mnist_root: Path
+) -> None:
+    env = {**os.environ, "BENTOML_HOME": str(tmp_path / "bentoml"), "BENTOML_DO_NOT_TRACK": "true"}
+    command = [sys.executable, "-m", "training.export", "--run", str(trained_runs / "pigeon")]
+    command += ["--models-dir", str(tmp_path / "models"), "--data-root", str(mnist_root), "--bentoml"]
+    subprocess.run(command, env=env, check=True, capture_output=True, timeout=300)
+    meta = json.loads((tmp_path / "models" / "pigeon" / "metadata.json").read_text())
+    listing = subprocess.run(
+        [str(Path(sys.executable).parent / "bentoml"), "models", "list", "-o", "json"],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    tags = [entry["tag"] for entry in json.loads(listing)]
+    assert tags == [f"mnist-pigeon:{meta['version']}"]
+    stored = tmp_path / "bentoml" / "models" / "mnist-pigeon" / meta["version"] / "model.onnx"
+    assert stored.read_bytes() == (tmp_path / "models" / "pigeon" / "model.onnx").read_bytes()
