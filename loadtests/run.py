@@ -59,6 +59,7 @@ class RunConfig:
     open_loop: list[float] = field(default_factory=list)  # requests/s for fixed-rate runs after Locust
     out: str | None = None
     env: dict[str, str] = field(default_factory=dict)  # extra server environment (tuning)
+    record: bool = False  # also write a section of docs/benchmarks.md
 
 
 def batch_histogram(metrics_text: str) -> dict[str, float]:
@@ -248,7 +249,39 @@ def run(cfg: RunConfig) -> dict:
     for r in open_loop:
         print(f"open loop {r['rate']:.0f}/s: p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, {r['failures']}")
     print(f"report: {out}")
+    if cfg.record:
+        record(cfg, results, open_loop, out)
     return summary
+
+
+def record(cfg: RunConfig, results: list[dict], open_loop: list[dict], out: Path) -> None:
+    """Write the runs into their own section of docs/benchmarks.md, with the plot beside it."""
+    from benchmarks.report import update_section
+
+    name = f"run-{cfg.target}-{cfg.scenario}"
+    image = Path("docs/img") / f"{name}.png"
+    image.parent.mkdir(parents=True, exist_ok=True)
+    image.write_bytes((out / "report.png").read_bytes())
+    lines = [
+        f"## Locust: {cfg.target}, {cfg.scenario}, {cfg.duration} s per run",
+        "",
+        "| users | requests/s | images/s | p50 | p90 | p99 | failed | server CPU | Locust CPU |",
+        "|---|---|---|---|---|---|---|---|---|",
+        *(
+            f"| {r['users']} | {r['requests_per_s']:.0f} | {r['images_per_s']:.0f} | {r['p50_ms']:.0f} ms "
+            f"| {r['p90_ms']:.0f} ms | {r['p99_ms']:.0f} ms | {r['failed']} | {r['server_cpu_percent'] or 0:.0f}% "
+            f"| {r['locust_cpu_percent']:.0f}%{' (saturated)' if r['locust_cpu_warning'] else ''} |"
+            for r in results
+        ),
+    ]
+    if open_loop:
+        lines += ["", "| open-loop rate | p50 | p99 | failed |", "|---|---|---|---|"]
+        lines += [
+            f"| {r['rate']:.0f}/s | {r['p50_ms']:.1f} ms | {r['p99_ms']:.1f} ms | {sum(r['failures'].values())} |"
+            for r in open_loop
+        ]
+    lines += ["", f"![{name}](img/{image.name})"]
+    update_section(name, "\n".join(lines), "python -m loadtests.run " + " ".join(sys.argv[1:]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -266,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--load-cpus", default="1", help="taskset CPU list for Locust ('' for none)")
     p.add_argument("--open-loop", type=float, nargs="*", default=[], help="fixed arrival rates, requests/s")
     p.add_argument("--out", help="report folder (default results/<time>-<target>-<scenario>)")
+    p.add_argument("--record", action="store_true", help="also write the results into docs/benchmarks.md")
     args = p.parse_args(argv)
     cfg = RunConfig(
         scenario=args.scenario,
@@ -278,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         load_cpus=args.load_cpus or None,
         open_loop=args.open_loop,
         out=args.out,
+        record=args.record,
     )
     summary = run(cfg)
     return 1 if any(r["failed"] for r in summary["runs"]) else 0
