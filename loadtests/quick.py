@@ -30,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=10.0)
     p.add_argument("--repeats", type=int, default=1)
     args = p.parse_args(argv)
+    if bad := [item for item in args.env if "=" not in item]:
+        p.error(f"settings must be NAME=VALUE, got {', '.join(bad)}")
     env = dict(item.split("=", 1) for item in args.env)
     pin_to("1")
     for _ in range(args.repeats):

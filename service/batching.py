@@ -64,7 +64,8 @@ class ResponseContainer(DataContainer[PredictResponse, ResponseBatch]):
     def batch_to_batches(
         cls, batch: ResponseBatch, indices: Sequence[int], batch_dim: int = 0
     ) -> list[PredictResponse]:
-        assert len(batch.responses) == len(indices) - 1, "one response per request"  # noqa: S101
+        if len(batch.responses) != len(indices) - 1:
+            raise RuntimeError(f"{len(batch.responses)} responses for {len(indices) - 1} requests")
         return batch.responses
 
     @classmethod

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import json
 import logging
 import math
 import sys
@@ -407,8 +408,6 @@ def configs_from_args(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfi
     """Preset defaults, then explicit flags; --resume reloads the run's own config.json."""
     given = {k: v for k, v in vars(args).items() if v is not None and v is not False}
     if args.resume:
-        import json
-
         saved = json.loads((Path(args.resume) / "config.json").read_text())
         model_cfg = ModelConfig(**saved["model"])
         train_values = {**saved["train"], "out_dir": str(Path(args.resume).parent), "run_name": Path(args.resume).name}

@@ -52,3 +52,10 @@ def test_cli_rejects_unknown_activation(capsys: pytest.CaptureFixture[str]) -> N
         main(["--activation", "swish"])
     assert exc.value.code == 2
     assert "--activation: invalid choice: 'swish'" in capsys.readouterr().err
+
+
+def test_missing_mnist_says_where_to_put_the_files(tmp_path) -> None:
+    from training.data import DataNotFoundError, load_mnist
+
+    with pytest.raises(DataNotFoundError, match=r"MNIST/raw.*train-images-idx3-ubyte.*MNIST_ROOT"):
+        load_mnist(DataConfig(root=str(tmp_path), download=False))
