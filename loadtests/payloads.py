@@ -8,6 +8,7 @@ Scenarios: `json-N` (POST /predict with N images), `bytes-N` (POST /predict_byte
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import itertools
 import json
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 
 SAMPLE = Path(__file__).parent / "data" / "mnist_sample.npz"  # 512 test digits: images (uint8) and labels
-POOL = 64  # distinct bodies per scenario
+POOL = 64  # distinct bodies per scenario, fewer for large requests (at most ~512 images encoded in all)
 
 
 @dataclass(frozen=True)
@@ -60,9 +61,10 @@ def _multipart(field: str, filename: str, content: bytes, content_type: str) -> 
     return body, f"multipart/form-data; boundary={boundary}"
 
 
-def build_requests(scenario: str, images: np.ndarray, pool: int = POOL) -> list[Request]:
+def build_requests(scenario: str, images: np.ndarray, pool: int | None = None) -> list[Request]:
     kind, _, count = scenario.partition("-")
     n = int(count) if count else 1
+    pool = pool or max(2, min(POOL, len(images) // n))
     starts = [(i * n) % max(1, len(images) - n) for i in range(pool)]
     requests = []
     for start in starts:
@@ -90,10 +92,16 @@ class Payloads:
 
     @classmethod
     def load(cls, scenario: str) -> Payloads:
-        return cls(build_requests(scenario, load_sample()[0]))
+        """Each Locust user gets its own rotation over bodies encoded once per process."""
+        return cls(_encoded(scenario))
 
     def next(self) -> Request:
         return next(self._cycle)
+
+
+@functools.cache
+def _encoded(scenario: str) -> list[Request]:
+    return build_requests(scenario, load_sample()[0])
 
 
 def check_response(body: dict[str, Any], request: Request) -> str | None:

@@ -113,9 +113,17 @@ def scrape(host: str) -> str:
         return ""  # the FastAPI baseline has no /metrics
 
 
-def read_locust_csv(prefix: Path) -> dict[str, float]:
+def images_in(name: str, scenario: str) -> int:
+    """Images per request of a Locust stats row: "/predict [64 images]" says it, else the scenario's."""
+    match = re.search(r"\[(\d+) images\]", name)
+    return int(match.group(1)) if match else IMAGES_PER_REQUEST.get(scenario, 1)
+
+
+def read_locust_csv(prefix: Path, scenario: str) -> dict[str, float]:
     with open(f"{prefix}_stats.csv") as f:
-        row = next(r for r in csv.DictReader(f) if r["Name"] == "Aggregated")
+        rows = list(csv.DictReader(f))
+    row = next(r for r in rows if r["Name"] == "Aggregated")
+    per_name = [r for r in rows if r["Name"] != "Aggregated"]
     failures: dict[str, int] = {}
     failures_csv = Path(f"{prefix}_failures.csv")
     if failures_csv.exists():
@@ -129,6 +137,7 @@ def read_locust_csv(prefix: Path) -> dict[str, float]:
         **{f"p{q}_ms": float(row[f"{q}%"]) for q in (50, 90, 95, 99)},
         "mean_ms": float(row["Average Response Time"]),
         "max_ms": float(row["Max Response Time"]),
+        "images_per_s": sum(float(r["Requests/s"]) * images_in(r["Name"], scenario) for r in per_name),
         "failures": failures,
     }
 
@@ -156,11 +165,10 @@ def locust_once(cfg: RunConfig, host: str, users: int, out: Path, server_pid: in
                 break
             time.sleep(0.5)
     wall = time.perf_counter() - started
-    summary = read_locust_csv(prefix)
+    summary = read_locust_csv(prefix, cfg.scenario)
     log_text = Path(f"{prefix}.log").read_text()
     summary |= {
         "users": users,
-        "images_per_s": summary["requests_per_s"] * IMAGES_PER_REQUEST.get(cfg.scenario, 1),
         "server_cpu_percent": 100 * (cpu_seconds(server_pid) - server_cpu_before) / wall if server_pid else None,
         "locust_cpu_percent": 100 * load_cpu / wall,
         "locust_cpu_warning": "CPU usage above" in log_text or "CPU usage was too high" in log_text,

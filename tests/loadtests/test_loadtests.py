@@ -11,7 +11,7 @@ import pytest
 from loadtests.asyncload import LoadConfig
 from loadtests.asyncload import run as run_asyncload
 from loadtests.payloads import Payloads, build_requests, check_response, load_sample
-from loadtests.run import batch_histogram, histogram_diff
+from loadtests.run import batch_histogram, histogram_diff, images_in
 from loadtests.server import running_service
 from tests.conftest import REPO
 
@@ -55,6 +55,12 @@ def test_batch_histogram_diff() -> None:
         'bentoml_service_adaptive_batch_size_bucket{le="+Inf",m="a"} 11.0\n'
     )
     assert histogram_diff(before, after) == {"<=1.0": 3, "<=4.0": 4, "<=+Inf": 1}
+
+
+def test_images_per_request_of_a_locust_row() -> None:
+    assert images_in("/predict [64 images]", "json-batch") == 64
+    assert images_in("/predict_bytes [256 images]", "bytes-256") == 256
+    assert images_in("/predict", "json-1") == 1
 
 
 @pytest.fixture(scope="module")
