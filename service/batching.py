@@ -35,7 +35,19 @@ class ResponseBatch:
     responses: list[PredictResponse]
 
 
-class RequestContainer(DataContainer[PixelRequest, RequestBatch]):
+class InProcessContainer(DataContainer):
+    """Our batches never cross a process boundary (no runner), so they have no wire format."""
+
+    @classmethod
+    def to_payload(cls, batch, batch_dim: int):  # noqa: ANN001, ANN206
+        raise NotImplementedError(f"{cls.__name__} batches in-process only")
+
+    @classmethod
+    def from_payload(cls, payload):  # noqa: ANN001, ANN206
+        raise NotImplementedError(f"{cls.__name__} batches in-process only")
+
+
+class RequestContainer(InProcessContainer, DataContainer[PixelRequest, RequestBatch]):
     @classmethod
     def batches_to_batch(cls, batches: Sequence[PixelRequest], batch_dim: int = 0) -> tuple[RequestBatch, list[int]]:
         pixels = batches[0].pixels if len(batches) == 1 else np.concatenate([r.pixels for r in batches])
@@ -50,16 +62,8 @@ class RequestContainer(DataContainer[PixelRequest, RequestBatch]):
     def get_batch_size(cls, batch: PixelRequest, batch_dim: int) -> int:
         return batch.rows
 
-    @classmethod
-    def to_payload(cls, batch: RequestBatch, batch_dim: int):  # noqa: ANN206
-        raise NotImplementedError("requests are batched in-process only")
 
-    @classmethod
-    def from_payload(cls, payload):  # noqa: ANN001, ANN206
-        raise NotImplementedError("requests are batched in-process only")
-
-
-class ResponseContainer(DataContainer[PredictResponse, ResponseBatch]):
+class ResponseContainer(InProcessContainer, DataContainer[PredictResponse, ResponseBatch]):
     @classmethod
     def batch_to_batches(
         cls, batch: ResponseBatch, indices: Sequence[int], batch_dim: int = 0
@@ -79,14 +83,6 @@ class ResponseContainer(DataContainer[PredictResponse, ResponseBatch]):
     @classmethod
     def get_batch_size(cls, batch: PredictResponse, batch_dim: int) -> int:
         return len(batch.predictions)
-
-    @classmethod
-    def to_payload(cls, batch: ResponseBatch, batch_dim: int):  # noqa: ANN206
-        raise NotImplementedError("responses are batched in-process only")
-
-    @classmethod
-    def from_payload(cls, payload):  # noqa: ANN001, ANN206
-        raise NotImplementedError("responses are batched in-process only")
 
 
 def register_containers() -> None:
