@@ -53,8 +53,8 @@ def main(argv: list[str] | None = None) -> int:
             f"| of which model verify + load + warm-up | {statistics.median(model_load):.3f} s "
             f"| {min(model_load):.3f} s | {max(model_load):.3f} s |",
             "",
-            f"### First throughput: 1 image per JSON request, {args.users} asyncio closed-loop users, {args.duration:.0f} s, "
-            "server on core 0, load on core 1",
+            f"### First throughput: 1 image per JSON request, {args.users} asyncio closed-loop users, "
+            f"{args.duration:.0f} s, server on core 0, load on core 1",
             "",
             "| requests/s | p50 | p90 | p99 | failed |",
             "|---|---|---|---|---|",
