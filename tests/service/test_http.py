@@ -97,6 +97,11 @@ def test_predict_image_upload(client: httpx.Client, test_set: tuple[np.ndarray, 
     Image.fromarray(255 - x[0].reshape(28, 28)).convert("RGB").resize((280, 280)).save(buf, format="PNG")
     response = client.post("/predict_image", files={"image": ("digit.png", buf.getvalue(), "image/png")})
     assert labels_of(response) == [int(y[0])]
+    assert response.json()["activation"] == "softmax"
+    files = {"image": ("digit.png", buf.getvalue(), "image/png")}
+    sigmoid = client.post("/predict_image", files=files, data={"activation": "sigmoid"})
+    assert labels_of(sigmoid) == [int(y[0])]
+    assert sigmoid.json()["activation"] == "sigmoid"
 
 
 def test_metadata(client: httpx.Client) -> None:
