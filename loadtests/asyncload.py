@@ -17,7 +17,6 @@ import json
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -140,7 +139,7 @@ async def _open_loop(session, cfg: LoadConfig, payloads: Payloads) -> LoadResult
     return result
 
 
-def run(cfg: LoadConfig, payloads: Payloads | None = None, on_done: Callable[[LoadResult], None] | None = None) -> dict:
+def run(cfg: LoadConfig, payloads: Payloads | None = None) -> dict:
     """Run one load test and return its summary."""
     try:
         import uvloop
@@ -148,10 +147,7 @@ def run(cfg: LoadConfig, payloads: Payloads | None = None, on_done: Callable[[Lo
         uvloop.install()
     except ImportError:
         pass
-    result = asyncio.run(run_load(cfg, payloads or Payloads.load(cfg.scenario)))
-    if on_done:
-        on_done(result)
-    return result.summary()
+    return asyncio.run(run_load(cfg, payloads or Payloads.load(cfg.scenario))).summary()
 
 
 def main(argv: list[str] | None = None) -> int:

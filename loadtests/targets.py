@@ -22,14 +22,8 @@ class Target:
     def command(self, port: int) -> list[str]:
         if self.kind == "fastapi":
             app = "loadtests.baselines.fastapi_app:app"
-            return [str(BIN / "uvicorn"), app, "--host", "127.0.0.1", "--port", str(port), "--no-access-log"] + [
-                "--loop",
-                "uvloop",
-                "--http",
-                "httptools",
-                "--log-level",
-                "warning",
-            ]
+            options = ["--no-access-log", "--loop", "uvloop", "--http", "httptools", "--log-level", "warning"]
+            return [str(BIN / "uvicorn"), app, "--host", "127.0.0.1", "--port", str(port), *options]
         return bentoml_command(port)
 
     def start(self, cpus: str | None = None, env: dict[str, str] | None = None) -> AbstractContextManager[Server]:

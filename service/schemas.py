@@ -46,13 +46,6 @@ class PixelRequest(BaseModel):
         part._pixels = self._pixels[start:stop]
         return part
 
-    @classmethod
-    def of(cls, pixels: np.ndarray, activation: Activation | None = None) -> PixelRequest:
-        """A request holding already-validated pixels (image uploads, tests)."""
-        request = PixelRequest.model_construct(activation=activation)
-        request._pixels = pixels
-        return request
-
 
 class PredictRequest(PixelRequest):
     model_config = ConfigDict(
