@@ -9,7 +9,15 @@ import torch
 from training.data import DataConfig, MNISTSplits, binary_targets, random_shift
 from training.model import MLP, ModelConfig
 from training.presets import PRESETS
-from training.train import TrainConfig, accumulated_update, main, make_loss, train
+from training.train import (
+    TrainConfig,
+    accumulated_update,
+    build_parser,
+    configs_from_args,
+    main,
+    make_loss,
+    train,
+)
 
 
 @pytest.mark.parametrize("micro_batch", [8, 12])  # 12 leaves an uneven last micro-batch (12 + 12 + 8)
@@ -86,11 +94,27 @@ def test_pigeon_reports_roc_auc(tmp_path: Path, small_mnist: MNISTSplits) -> Non
 
 
 @pytest.mark.data
-def test_cli_dry_run(tmp_path: Path, mnist_root: Path) -> None:
-    argv = ["--preset", "default", "--dry-run", "--device", "cpu", "--out-dir", str(tmp_path)]
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_cli_dry_run_of_every_preset(tmp_path: Path, mnist_root: Path, preset: str) -> None:
+    argv = ["--preset", preset, "--dry-run", "--device", "cpu", "--out-dir", str(tmp_path)]
     assert main([*argv, "--data-root", str(mnist_root), "--no-download", "--train-subset", "500"]) == 0
-    summary = json.loads((tmp_path / "default" / "summary.json").read_text())
+    summary = json.loads((tmp_path / preset / "summary.json").read_text())
     assert summary["epochs"] == 1
+    assert summary["parameters"] > 0
+
+
+@pytest.mark.data
+def test_cli_resume_reloads_the_runs_own_config(tmp_path: Path, mnist_root: Path) -> None:
+    argv = ["--preset", "pigeon", "--dry-run", "--device", "cpu", "--out-dir", str(tmp_path), "--hidden", "12"]
+    assert main([*argv, "--data-root", str(mnist_root), "--no-download", "--train-subset", "300"]) == 0
+    args = build_parser().parse_args(["--resume", str(tmp_path / "pigeon"), "--data-root", str(mnist_root)])
+    model_cfg, train_cfg, data_cfg, resume = configs_from_args(args)
+    assert resume
+    assert model_cfg.hidden == (12,)
+    assert model_cfg.head == "sigmoid"
+    assert train_cfg.run_name == "pigeon"
+    assert train_cfg.out_dir == str(tmp_path)
+    assert data_cfg.train_subset == 300
 
 
 def test_binary_targets_mark_the_positive_digits() -> None:
