@@ -4,7 +4,8 @@ BentoML batches a batchable API's single argument with a "data container" chosen
 ones cover arrays, tensors, DataFrames and lists. Our argument is a validated request (pixels plus the
 caller's choice of activation), and our answer carries the model's name and version, so we register a
 container pair for them. Counting is in images: `max_batch_size` caps the rows of one ONNX Runtime call, and
-the batcher splits a request that would overflow it (`slice_rows`) and merges the answers (`merge`).
+the batcher splits a request that would overflow it (`slice_rows`) and merges the answers
+(`ResponseContainer.batches_to_batch`).
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .runtime import RuntimeConfig, env_bool
+from .runtime import RuntimeConfig, env_bool, env_int
 
 
 @dataclass(frozen=True)
@@ -54,16 +54,7 @@ class ServiceSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> ServiceSettings:
         def number(name: str, default: int, minimum: int) -> int:
-            raw = env.get(name)
-            if raw in (None, ""):
-                return default
-            try:
-                value = int(raw)
-            except ValueError:
-                raise ValueError(f"{name}: got {raw!r}; allowed: an integer >= {minimum}") from None
-            if value < minimum:
-                raise ValueError(f"{name}: got {value}; allowed: an integer >= {minimum}")
-            return value
+            return env_int(env, name, default, minimum)
 
         return cls(
             runtime=RuntimeConfig.from_env(env),

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 from pathlib import Path
 
@@ -188,3 +189,18 @@ def test_validate_pixels_accepts_28x28_and_returns_float32_rows() -> None:
     out = validate_pixels(np.zeros((3, 28, 28), dtype=np.float64))
     assert out.shape == (3, 784)
     assert out.dtype == np.float32
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"MNIST_ORT_THREADS": "two"}, "MNIST_ORT_THREADS: got 'two'; allowed: an integer >= 0"),
+        ({"MNIST_MAX_BATCH_SIZE": "1"}, "MNIST_MAX_BATCH_SIZE: got 1; allowed: an integer >= 2"),
+        ({"MNIST_DEVICE": "gpu"}, "device: got 'gpu'; allowed: auto, cuda, cpu"),
+    ],
+)
+def test_bad_environment_settings_name_the_variable(env: dict[str, str], message: str) -> None:
+    from service.settings import ServiceSettings
+
+    with pytest.raises(ValueError, match=re.escape(message)):
+        ServiceSettings.from_env(env)
