@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from loadtests.run import batch_histogram, histogram_diff
 from loadtests.server import running_service
 from service.runtime import ModelRuntime, RuntimeConfig
 from tests.conftest import MODELS_DIR
@@ -212,24 +213,11 @@ def test_concurrent_callers_are_batched_and_get_their_own_rows(
     for i, labels in results:
         rows = np.arange(i * 3, i * 3 + 1 + i % 3)
         assert labels == expected_labels[rows].tolist(), f"caller {i} got someone else's rows"
-    after = batch_histogram(client.get("/metrics").text)
-    calls = after["count"] - before["count"]
-    single = after["le_1"] - before["le_1"]
+    dispatched = histogram_diff(before, batch_histogram(client.get("/metrics").text))  # only /predict ran
+    calls = sum(dispatched.values())
+    single = dispatched.get("<=1.0", 0)
     assert calls < 256, "every request ran alone: no batching happened"
     assert calls - single > 0, "no batch held more than one request"
-
-
-def batch_histogram(metrics: str) -> dict[str, float]:
-    """Sum of the predict endpoint's adaptive batch size histogram: observations, and those of size 1."""
-    count = le_1 = 0.0
-    for line in metrics.splitlines():
-        if 'method_name="predict"' not in line:
-            continue
-        if line.startswith("bentoml_service_adaptive_batch_size_count"):
-            count += float(line.rsplit(" ", 1)[1])
-        elif line.startswith("bentoml_service_adaptive_batch_size_bucket") and 'le="1.0"' in line:
-            le_1 += float(line.rsplit(" ", 1)[1])
-    return {"count": count, "le_1": le_1}
 
 
 def test_request_larger_than_max_batch_size_is_split_and_reassembled(
