@@ -81,13 +81,15 @@ def running_server(
     if cpus and shutil.which("taskset"):
         command = ["taskset", "-c", cpus, *command]
     url = f"http://127.0.0.1:{port}"
-    # the log goes to a file: a pipe nobody reads fills up and blocks the server
-    with tempfile.TemporaryFile() as log:
+    # the log goes to a file: a pipe nobody reads fills up and blocks the server. Each server gets its own
+    # BENTOML_HOME: a starting `bentoml serve` empties $BENTOML_HOME/prometheus_multiproc_dir, which would wipe
+    # the /metrics of any other server running beside it.
+    with tempfile.TemporaryFile() as log, tempfile.TemporaryDirectory(prefix="bentoml-home-") as home:
         started = time.perf_counter()
         proc = subprocess.Popen(
             command,
             cwd=REPO,
-            env={**os.environ, "BENTOML_DO_NOT_TRACK": "true", **(env or {})},
+            env={**os.environ, "BENTOML_DO_NOT_TRACK": "true", "BENTOML_HOME": home, **(env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
