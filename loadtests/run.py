@@ -63,10 +63,14 @@ class RunConfig:
 
 
 def batch_histogram(metrics_text: str) -> dict[str, float]:
-    """Cumulative adaptive-batch-size buckets summed over endpoints and workers: {le: count}."""
+    """Cumulative adaptive-batch-size buckets summed over endpoints and workers: {le: count}.
+
+    The fast path's batcher reports `mnist_adaptive_batch_size`, BentoML's own route (MNIST_FAST_PATH=0)
+    `bentoml_service_adaptive_batch_size`; both count requests per ONNX Runtime call.
+    """
     buckets: dict[str, float] = {}
     for line in metrics_text.splitlines():
-        if line.startswith("bentoml_service_adaptive_batch_size_bucket"):
+        if line.startswith(("mnist_adaptive_batch_size_bucket", "bentoml_service_adaptive_batch_size_bucket")):
             le = re.search(r'le="([^"]+)"', line).group(1)
             buckets[le] = buckets.get(le, 0.0) + float(line.rsplit(" ", 1)[1])
     return buckets

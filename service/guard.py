@@ -17,11 +17,18 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-async def send_error(send: Send, status: int, message: str) -> None:
-    body = json.dumps({"error": message}).encode()
+def error_body(message: str) -> bytes:
+    return json.dumps({"error": message}).encode()
+
+
+async def send_json(send: Send, status: int, body: bytes) -> None:
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+async def send_error(send: Send, status: int, message: str) -> None:
+    await send_json(send, status, error_body(message))
 
 
 class RequestGuard:

@@ -12,6 +12,7 @@
 | MNIST_MAX_BATCH_SIZE | 1024 | most images in one ONNX Runtime call made by the adaptive batcher |
 | MNIST_MAX_LATENCY_MS | 1000 | the batcher's end-to-end budget: past it a queued request gets 503 |
 | MNIST_WORKERS | 1 | server processes, each with its own model session |
+| MNIST_FAST_PATH | 1 | 0: serve /predict and /predict_bytes through BentoML's API layer too (see service/fastpath.py) |
 | MNIST_TRACE_PREDICT | 0 | 1: keep OpenTelemetry on the predict routes (off by default: it cost 36% throughput) |
 | MNIST_MAX_IMAGES | 1024 | most images in one request; more gets 400 naming the limit |
 | MNIST_MAX_BODY_BYTES | 16777216 | largest request body; larger gets 413 |
@@ -50,6 +51,7 @@ class ServiceSettings:
     batching: Batching
     limits: Limits
     trace_predict: bool = False  # OpenTelemetry on the predict routes; off, it cost 36% of throughput
+    fast_path: bool = True  # predict routes beside BentoML's API layer, through its batcher (service/fastpath.py)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> ServiceSettings:
@@ -65,6 +67,7 @@ class ServiceSettings:
                 workers=number("MNIST_WORKERS", Batching.workers, 1),
             ),
             trace_predict=env_bool(env.get("MNIST_TRACE_PREDICT"), False),
+            fast_path=env_bool(env.get("MNIST_FAST_PATH"), True),
             limits=Limits(
                 max_images=number("MNIST_MAX_IMAGES", Limits.max_images, 1),
                 max_body_bytes=number("MNIST_MAX_BODY_BYTES", Limits.max_body_bytes, 1024),

@@ -259,3 +259,33 @@ def test_pigeon_is_servable(mnist_root: Path, test_set: tuple[np.ndarray, np.nda
     assert all(len(p["probabilities"]) == 1 for p in body["predictions"])
     predicted_small = [p["label"] == "0/1/2" for p in body["predictions"]]
     assert np.mean(np.array(predicted_small) == (y[:20] < 3)) >= 0.95
+
+
+PARITY_CASES = [
+    ("/predict", {"images": [[0.0] * 784, [0.5] * 784]}),
+    ("/predict", {"images": [[0.25] * 784], "activation": "sigmoid"}),
+    ("/predict_bytes", {"data": base64.b64encode(np.arange(784 * 3, dtype=np.uint8).tobytes()).decode()}),
+    *(("/predict", case[1]) for case in BAD_JSON),
+    *(("/predict_bytes", case[1]) for case in BAD_BYTES),
+]
+
+
+def metric_count(client: httpx.Client, name: str) -> float:
+    """Observations of a histogram: its +Inf buckets (multiprocess Prometheus writes no _count)."""
+    pattern = rf'^{name}_bucket{{[^}}]*le="\+Inf"[^}}]*}} (\S+)$'
+    return sum(float(n) for n in re.findall(pattern, client.get("/metrics").text, re.MULTILINE))
+
+
+def test_fast_path_answers_exactly_as_bentomls_own_route(client: httpx.Client) -> None:
+    """Every status and body, valid or not, is the same with the fast path on (client) and off."""
+    fast_batches = metric_count(client, "mnist_adaptive_batch_size")
+    plain_env = {"MNIST_MODEL": "default", "MNIST_FAST_PATH": "0", **LIMITS}
+    with running_service(plain_env) as url, httpx.Client(base_url=url, timeout=60) as plain:
+        for route, payload in PARITY_CASES:
+            body = json.dumps(payload)
+            expected = plain.post(route, content=body, headers={"content-type": "application/json"})
+            got = client.post(route, content=body, headers={"content-type": "application/json"})
+            assert (got.status_code, got.json()) == (expected.status_code, expected.json()), (route, body[:80])
+        assert metric_count(plain, "mnist_adaptive_batch_size") == 0
+        assert metric_count(plain, "bentoml_service_adaptive_batch_size") > 0
+    assert metric_count(client, "mnist_adaptive_batch_size") >= fast_batches + 3, "the fast path did not serve"

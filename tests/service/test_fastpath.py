@@ -1,0 +1,132 @@
+"""The fast path's predictor in-process, with a stand-in model: parsing, batching, ordering, overload."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+
+import numpy as np
+import pytest
+
+from service.batching import RequestBatch, ResponseBatch, register_containers
+from service.fastpath import FastPredictor
+from service.schemas import PixelRequest, PredictBytesRequest, Prediction, PredictRequest, PredictResponse
+from service.settings import Batching
+
+ROUTES = {"/predict": PredictRequest, "/predict_bytes": PredictBytesRequest}
+
+
+class StandIn:
+    """Labels each image by its first pixel x 10, so every answer shows which rows it came from."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.calls: list[int] = []  # requests per call
+        self.delay = delay
+
+    def response(self, pixels: np.ndarray, activation: str | None) -> PredictResponse:
+        predictions = [Prediction(label=str(round(row[0] * 10)), probabilities=[1.0]) for row in pixels]
+        return PredictResponse(model="m", version="v", activation=activation or "softmax", predictions=predictions)
+
+    def predict_batch(self, batch: RequestBatch) -> ResponseBatch:
+        time.sleep(self.delay)  # blocks the loop, as a long model call would
+        self.calls.append(len(batch.sizes))
+        bounds = np.cumsum([0, *batch.sizes])
+        return ResponseBatch(
+            [self.response(batch.pixels[a:b], act) for a, b, act in zip(bounds, bounds[1:], batch.activations)]
+        )
+
+    def respond(self, request: PixelRequest) -> PredictResponse:
+        self.calls.append(1)
+        return self.response(request.pixels, request.activation)
+
+
+def predictor(model: StandIn, **batching: int | bool) -> FastPredictor:
+    register_containers()
+    return FastPredictor(ROUTES, model.predict_batch, model.respond, Batching(**batching))
+
+
+def body(*digits: int, activation: str | None = None) -> bytes:
+    images = [[d / 10] + [0.0] * 783 for d in digits]
+    return json.dumps({"images": images, "activation": activation}).encode()
+
+
+def labels(payload: bytes) -> list[str]:
+    return [p["label"] for p in json.loads(payload)["predictions"]]
+
+
+@pytest.mark.parametrize("enabled", [True, False], ids=["batched", "inline"])
+def test_valid_requests_are_answered_with_the_response_schema(enabled: bool) -> None:
+    model = StandIn()
+
+    async def run() -> tuple[int, bytes]:
+        return await predictor(model, enabled=enabled).answer("/predict", body(3, 7, activation="sigmoid"))
+
+    status, payload = asyncio.run(run())
+    assert status == 200
+    parsed = PredictResponse.model_validate_json(payload)
+    assert parsed.activation == "sigmoid"
+    assert labels(payload) == ["3", "7"]
+
+
+@pytest.mark.parametrize(
+    ("route", "payload"),
+    [
+        ("/predict", b"{not json"),
+        ("/predict", json.dumps({"images": [[0.5] * 783]}).encode()),
+        ("/predict", json.dumps({"images": [[True] * 784]}).encode()),
+        ("/predict", json.dumps({"images": [[0.0] * 784], "activation": "relu"}).encode()),
+        ("/predict_bytes", json.dumps({"data": "!!!"}).encode()),
+    ],
+    ids=["not json", "short row", "booleans", "bad activation", "bad base64"],
+)
+def test_a_body_that_does_not_validate_is_left_to_bentoml(route: str, payload: bytes) -> None:
+    model = StandIn()
+    assert asyncio.run(predictor(model).answer(route, payload)) is None
+    assert model.calls == []
+
+
+def test_concurrent_requests_share_calls_and_each_gets_its_own_rows() -> None:
+    model = StandIn(delay=0.002)
+    fast = predictor(model, max_batch_size=64, max_latency_ms=5000)
+    digits = [[i % 10, (i + 1) % 10] for i in range(60)]
+
+    async def run() -> list[tuple[int, bytes]]:
+        raw = base64.b64encode((np.array([[5] + [0] * 783], np.uint8)).tobytes()).decode()
+        binary = fast.answer("/predict_bytes", json.dumps({"data": raw}).encode())
+        return await asyncio.gather(*(fast.answer("/predict", body(*d)) for d in digits), binary)
+
+    answers = asyncio.run(run())
+    for (status, payload), d in zip(answers, digits, strict=False):
+        assert status == 200
+        assert labels(payload) == [str(x) for x in d]
+    assert labels(answers[-1][1]) == ["0"]  # 5/255 * 10 rounds to 0: the binary route's own scaling
+    assert sum(model.calls) == 61
+    assert len(model.calls) < 61, "every request ran alone"
+
+
+def test_a_request_larger_than_max_batch_size_is_split_and_reassembled() -> None:
+    model = StandIn()
+    digits = [i % 10 for i in range(10)]
+
+    async def run() -> tuple[int, bytes]:
+        return await predictor(model, max_batch_size=4).answer("/predict", body(*digits))
+
+    status, payload = asyncio.run(run())
+    assert status == 200
+    assert labels(payload) == [str(d) for d in digits]
+
+
+def test_requests_queued_past_the_latency_budget_get_503() -> None:
+    model = StandIn(delay=0.05)  # each call blocks 50 ms; the budget is 10 ms
+    fast = predictor(model, max_batch_size=2, max_latency_ms=10)
+
+    async def run() -> list[tuple[int, bytes]]:
+        return await asyncio.gather(*(fast.answer("/predict", body(1)) for _ in range(40)))
+
+    answers = asyncio.run(run())
+    rejected = [json.loads(payload)["error"] for status, payload in answers if status == 503]
+    assert rejected, "nothing was turned away"
+    assert "batching budget of 10 ms" in rejected[0]
+    assert any(status == 200 for status, _ in answers)
