@@ -278,10 +278,10 @@ def validate_pixels(pixels: np.ndarray, field: str = "images", max_rows: int | N
     if not np.issubdtype(pixels.dtype, np.number):
         raise InputError(field, f"values must be numbers, got dtype {pixels.dtype}")
     pixels = np.ascontiguousarray(pixels, dtype=np.float32)
-    if not np.isfinite(pixels).all():
-        row = int(np.nonzero(~np.isfinite(pixels).all(axis=1))[0][0])
-        raise InputError(f"{field}[{row}]", "NaN or infinite value")
-    low, high = float(pixels.min()), float(pixels.max())
-    if low < 0.0 or high > 1.0:
+    low, high = float(pixels.min()), float(pixels.max())  # NaN propagates, so one pass checks all (hot path)
+    if not (low >= 0.0 and high <= 1.0):
+        if not np.isfinite(pixels).all():
+            row = int(np.nonzero(~np.isfinite(pixels).all(axis=1))[0][0])
+            raise InputError(f"{field}[{row}]", "NaN or infinite value")
         raise InputError(field, f"values must be in [0, 1] (pixel / 255); got min {low:g}, max {high:g}")
     return pixels
