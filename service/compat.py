@@ -5,7 +5,7 @@ each request leaves a timer, a future and a context alive for `traffic.timeout` 
 live timers at 2,500 requests/s. They all reach the oldest garbage-collector generation, whose collections
 then took 40-80 ms: the one-image p99 at 64 users was 80-90 ms with the leak and 35 ms without (measured
 side by side with loadtests/quick; docs/benchmarks.md, "The fast path"). The fix cancels the timer once the
-response has started (or the app has ended without one); timeouts still answer 504 as before.
+response has started, and runs the app in the request's own task; timeouts still answer 504 as before.
 tests/service/test_compat.py fails when the pinned class stops leaking: the signal to delete this module.
 """
 
@@ -20,33 +20,30 @@ from .guard import Receive, Scope, Send
 
 
 class CancellingTimeoutMiddleware(traffic.TimeoutMiddleware):
-    """BentoML's TimeoutMiddleware, with its per-request timer cancelled when the response starts."""
+    """BentoML's TimeoutMiddleware (504 when no response has started within `timeout`) without the leak, and
+    without its extra task per request: `asyncio.timeout` runs the app in the request's own task and disarms
+    once the response starts, so a long streamed body is not cut off, as in BentoML."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        loop = asyncio.get_running_loop()
-        started: asyncio.Future[Any] = loop.create_future()
-        timer = loop.call_later(self.timeout, self._set_timer_out, started)
+        started = False
 
-        async def send_and_mark(message: dict[str, Any]) -> None:
-            if not started.done():
-                started.set_result(None)
+        async def send_and_disarm(message: dict[str, Any]) -> None:
+            nonlocal started
+            if not started:
+                started = True
+                deadline.reschedule(None)
             await send(message)
 
-        app = asyncio.ensure_future(self.app(scope, receive, send_and_mark))
-        # an app that fails (or returns) without answering: report it now, not after the timeout
-        app.add_done_callback(lambda _: started.done() or started.set_result(None))
         try:
-            await started
+            async with asyncio.timeout(self.timeout) as deadline:
+                await self.app(scope, receive, send_and_disarm)
         except TimeoutError:
-            if app.cancel():
-                await send_error_504(self.timeout, scope, receive, send)
-            return
-        finally:
-            timer.cancel()
-        await app
+            if started or not deadline.expired():  # the app's own TimeoutError, or too late for a 504
+                raise
+            await send_error_504(self.timeout, scope, receive, send)
 
 
 async def send_error_504(timeout: float, scope: Scope, receive: Receive, send: Send) -> None:

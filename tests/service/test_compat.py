@@ -75,3 +75,14 @@ def test_an_app_that_fails_before_answering_fails_now_not_at_the_timeout() -> No
         return loop.time() - start
 
     assert run(timed()) < 5
+
+
+def test_a_response_that_has_started_is_not_cut_off_by_the_timeout() -> None:
+    async def slow_body(scope: dict, receive: Any, send: Any) -> None:  # noqa: ANN401
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await asyncio.sleep(0.1)
+        await send({"type": "http.response.body", "body": b"late but whole"})
+
+    sent, _ = run(serve(CancellingTimeoutMiddleware(slow_body, timeout=0.05), requests=1))
+    assert sent[0]["status"] == 200
+    assert sent[1]["body"] == b"late but whole"
