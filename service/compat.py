@@ -4,7 +4,7 @@ BentoML's TimeoutMiddleware arms `loop.call_later(timeout, ...)` for every reque
 each request leaves a timer, a future and a context alive for `traffic.timeout` seconds (30 here): ~75,000
 live timers at 2,500 requests/s. They all reach the oldest garbage-collector generation, whose collections
 then took 40-80 ms: the one-image p99 at 64 users was 80-90 ms with the leak and 35 ms without (measured
-side by side with loadtests/quick; docs/benchmarks.md, "The fast path"). The fix cancels the timer once the
+side by side with loadtests/quick; docs/benchmarks.md, "The timer leak"). The fix cancels the timer once the
 response has started, and runs the app in the request's own task; timeouts still answer 504 as before.
 tests/service/test_compat.py fails when the pinned class stops leaking: the signal to delete this module.
 """

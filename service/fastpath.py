@@ -1,10 +1,11 @@
 """The hot path: /predict and /predict_bytes served beside BentoML's per-request API layer, through its batcher.
 
-Profiled under one-image load (docs/benchmarks.md, "The fast path"), BentoML's API layer (routing, the request
-context, serde and the generated IO models, a dispatcher wrapper built per request, background tasks) took
-about half of each request's CPU, and a bare FastAPI app served twice the requests. This middleware answers a
-request that validates with the very same pydantic models, batched by BentoML's adaptive batcher (its
-CorkDispatcher, the algorithm `@bentoml.api(batchable=True)` uses), and writes the same JSON.
+Profiled under one-image load (docs/benchmarks.md, "Performance work on the service"), BentoML's API layer
+(routing, the request context, serde and the generated IO models, a dispatcher wrapper built per request,
+background tasks) took about half of each request's CPU, and a bare FastAPI app served twice the requests.
+This middleware answers a request that validates with the very same pydantic models, batched by BentoML's
+adaptive batcher (its CorkDispatcher, the algorithm `@bentoml.api(batchable=True)` uses), and writes the
+same JSON.
 
 Everything else stays BentoML's: the middlewares outside this one (request metrics, timeout, tracing, the
 413/415 guard), readiness, the OpenAPI page and the other routes. A body this path cannot validate is replayed
@@ -106,10 +107,11 @@ class FastPath:
         if body is None:
             return  # the client went away
         try:
-            predictor: FastPredictor = bentoml.get_current_service().fast_predictor
-            answer = await predictor.answer(scope["path"], body)
+            predictor: FastPredictor | None = bentoml.get_current_service().fast_predictor
         except BentoMLException:  # not started yet: BentoML's route answers as it would
-            answer = None
+            predictor = None
+        try:
+            answer = None if predictor is None else await predictor.answer(scope["path"], body)
         except Exception:
             log.exception("POST %s failed", scope["path"])
             await send_error(send, 500, UNEXPECTED)
