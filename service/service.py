@@ -76,11 +76,15 @@ class MNISTService:
             labelnames=["model", "version", "provider"],
         ).labels(model=meta.name, version=meta.version, provider=self.runtime.provider).set(1)
         self._labels = meta.labels
-        self.fast_predictor = FastPredictor(
-            PREDICT_MODELS,
-            predict_batch=self._predict_batch,
-            respond=lambda request: self._respond(request.pixels, request.activation),
-            batching=BATCHING,
+        self.fast_predictor = (
+            FastPredictor(
+                PREDICT_MODELS,
+                predict_batch=self._predict_batch,
+                respond=lambda request: self._respond(request.pixels, request.activation),
+                batching=BATCHING,
+            )
+            if self.settings.fast_path
+            else None
         )
         # BentoML looks the API method up on the instance for every request, and its descriptor rebuilds
         # inspect.signature each time (11% of the worker's CPU under load). An instance attribute shadows
