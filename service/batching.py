@@ -11,29 +11,12 @@ the batcher splits a request that would overflow it (`slice_rows`) and merges th
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 from bentoml._internal.runner.container import DataContainer, DataContainerRegistry
 
-from .runtime import Activation
+from .predictor import RequestBatch, ResponseBatch
 from .schemas import PixelRequest, PredictResponse
-
-
-@dataclass
-class RequestBatch:
-    """Several requests' rows stacked for one ONNX Runtime call."""
-
-    pixels: np.ndarray  # (N, 784) float32, the requests' rows in order
-    sizes: list[int]  # rows per request
-    activations: list[Activation | None]  # per request; None: the model's head
-
-
-@dataclass
-class ResponseBatch:
-    """One response per request of a RequestBatch, in the same order."""
-
-    responses: list[PredictResponse]
 
 
 class InProcessContainer(DataContainer):

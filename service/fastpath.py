@@ -18,15 +18,19 @@ import functools
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
 
 import bentoml
+import numpy as np
 from bentoml._internal.marshal.dispatcher import CorkDispatcher
 from bentoml.exceptions import BentoMLException
 from prometheus_client import Histogram
 from pydantic import ValidationError
 
-from .batching import RequestBatch, RequestContainer, ResponseBatch
+from .batching import RequestContainer
 from .guard import ASGIApp, Receive, Scope, Send, error_body, replay, send_error, send_json
+from .predictor import RequestBatch, ResponseBatch
+from .runtime import Activation
 from .schemas import PixelRequest, PredictResponse
 from .settings import Batching
 
@@ -46,19 +50,20 @@ def batch_size_histogram() -> Histogram:
     )
 
 
+class BatchPredictor(Protocol):
+    """What the fast path needs of the core (service.predictor.Predictor)."""
+
+    def predict_batch(self, batch: RequestBatch) -> ResponseBatch: ...
+
+    def respond(self, pixels: np.ndarray, activation: Activation | None) -> PredictResponse: ...
+
+
 class FastPredictor:
     """Validated request in, JSON bytes out: through the adaptive batcher, or inline when batching is off."""
 
-    def __init__(
-        self,
-        routes: Mapping[str, type[PixelRequest]],
-        predict_batch: Callable[[RequestBatch], ResponseBatch],
-        respond: Callable[[PixelRequest], PredictResponse],
-        batching: Batching,
-    ) -> None:
+    def __init__(self, routes: Mapping[str, type[PixelRequest]], predictor: BatchPredictor, batching: Batching) -> None:
         self.routes = dict(routes)
-        self._predict_batch = predict_batch
-        self._respond = respond
+        self.predictor = predictor
         self.batching = batching
         self._infer: Callable | None = None
         if batching.enabled:
@@ -74,7 +79,7 @@ class FastPredictor:
     async def _run_batch(self, requests: Sequence[PixelRequest]) -> list[PredictResponse]:
         batch_size_histogram().observe(len(requests))
         batch, _ = RequestContainer.batches_to_batch(requests)
-        return self._predict_batch(batch).responses
+        return self.predictor.predict_batch(batch).responses
 
     async def answer(self, route: str, body: bytes) -> tuple[int, bytes] | None:
         """(status, JSON body), or None when the body does not validate: BentoML's route then answers it."""
@@ -83,7 +88,7 @@ class FastPredictor:
         except ValidationError:
             return None
         if self._infer is None:
-            response = self._respond(request)
+            response = self.predictor.respond(request.pixels, request.activation)
         else:
             response = await self._infer(request)
             if response is _OVERLOADED:

@@ -27,6 +27,7 @@ ACTIVATIONS: tuple[Activation, ...] = ("softmax", "sigmoid")
 DEVICES = ("auto", "cuda", "cpu")
 # models/ beside service/: the same layout in the repo and inside a built bento (src/models, src/service)
 DEFAULT_MODELS_DIR = str(Path(__file__).resolve().parents[1] / "models")
+NUM_PIXELS = 28 * 28  # the input contract: 28x28 row-major
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 
@@ -267,8 +268,8 @@ def validate_pixels(pixels: np.ndarray, field: str = "images", max_rows: int | N
     if pixels.ndim == 0 or len(pixels) == 0:
         raise InputError(field, "no images: send at least one")
     if pixels.ndim == 3 and pixels.shape[1:] == (28, 28):
-        pixels = pixels.reshape(len(pixels), 784)
-    if pixels.ndim != 2 or pixels.shape[1] != 784:
+        pixels = pixels.reshape(len(pixels), NUM_PIXELS)
+    if pixels.ndim != 2 or pixels.shape[1] != NUM_PIXELS:
         raise InputError(field, f"expected shape (N, 784) or (N, 28, 28), got {tuple(pixels.shape)}")
     if max_rows is not None and len(pixels) > max_rows:
         raise InputError(field, f"{len(pixels)} images in one request; the limit is {max_rows}")

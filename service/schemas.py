@@ -4,14 +4,13 @@ so one bad request is answered 400 on its own and never fails the requests batch
 from __future__ import annotations
 
 import base64
-import binascii
-import io
 from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StrictFloat, model_validator
 
-from .runtime import Activation, InputError, validate_pixels
+from .decoding import pixels_from_base64, pixels_from_rows
+from .runtime import Activation
 from .settings import settings
 
 # fail_fast: report the first bad value, not 784 x N errors (a cheap way to flood logs and responses)
@@ -61,11 +60,7 @@ class PredictRequest(PixelRequest):
 
     @model_validator(mode="after")
     def _to_pixels(self) -> PredictRequest:
-        try:
-            pixels = np.asarray(self.images, dtype=np.float32)
-        except ValueError as exc:  # ragged rows
-            raise InputError("images", "every image must have exactly 784 values") from exc
-        self._pixels = validate_pixels(pixels, "images", settings().limits.max_images)
+        self._pixels = pixels_from_rows(self.images, settings().limits.max_images)
         self.images = []  # the array is what travels on; drop the Python floats
         return self
 
@@ -93,27 +88,7 @@ class PredictBytesRequest(PixelRequest):
 
     @model_validator(mode="after")
     def _to_pixels(self) -> PredictBytesRequest:
-        try:
-            raw = base64.b64decode(self.data, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise InputError("data", "not valid base64") from exc
-        if self.format == "npy":
-            try:
-                array = np.load(io.BytesIO(raw), allow_pickle=False)
-            except (ValueError, OSError, EOFError) as exc:
-                raise InputError("data", f"not a readable .npy file ({exc})") from exc
-        else:
-            itemsize = np.dtype(self.dtype).itemsize
-            if len(raw) == 0 or len(raw) % (784 * itemsize):
-                raise InputError(
-                    "data", f"{len(raw)} bytes is not a whole number of {784 * itemsize}-byte {self.dtype} images"
-                )
-            array = np.frombuffer(raw, dtype=self.dtype).reshape(-1, 784)
-        if array.dtype == np.uint8:
-            array = array.astype(np.float32) / 255.0
-        elif not np.issubdtype(array.dtype, np.floating):
-            raise InputError("data", f"dtype {array.dtype} is not supported; use uint8 or float32")
-        self._pixels = validate_pixels(array, "data", settings().limits.max_images)
+        self._pixels = pixels_from_base64(self.data, self.format, self.dtype, settings().limits.max_images)
         self.data = ""
         return self
 

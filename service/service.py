@@ -19,25 +19,17 @@ from pathlib import Path
 from typing import Annotated
 
 import bentoml
-import numpy as np
 from bentoml.validators import ContentType
 from starlette.responses import JSONResponse
 
 from . import compat
-from .batching import RequestBatch, ResponseBatch, register_containers
+from .batching import register_containers
 from .fastpath import FastPath, FastPredictor
 from .guard import RequestGuard
 from .images import decode_image, mnist_from_image
+from .predictor import Predictor, RequestBatch, ResponseBatch
 from .runtime import ACTIVATIONS, Activation, InputError, ModelRuntime
-from .schemas import (
-    BatchingInfo,
-    ModelInfo,
-    PixelRequest,
-    PredictBytesRequest,
-    Prediction,
-    PredictRequest,
-    PredictResponse,
-)
+from .schemas import BatchingInfo, ModelInfo, PixelRequest, PredictBytesRequest, PredictRequest, PredictResponse
 from .settings import settings
 
 log = logging.getLogger("service")
@@ -75,16 +67,9 @@ class MNISTService:
             documentation="The served model and the ONNX Runtime execution provider actually in use (value 1)",
             labelnames=["model", "version", "provider"],
         ).labels(model=meta.name, version=meta.version, provider=self.runtime.provider).set(1)
-        self._labels = meta.labels
+        self.predictor = Predictor(self.runtime)
         self.fast_predictor = (
-            FastPredictor(
-                PREDICT_MODELS,
-                predict_batch=self._predict_batch,
-                respond=lambda request: self._respond(request.pixels, request.activation),
-                batching=BATCHING,
-            )
-            if self.settings.fast_path
-            else None
+            FastPredictor(PREDICT_MODELS, self.predictor, BATCHING) if self.settings.fast_path else None
         )
         # BentoML looks the API method up on the instance for every request, and its descriptor rebuilds
         # inspect.signature each time (11% of the worker's CPU under load). An instance attribute shadows
@@ -95,35 +80,6 @@ class MNISTService:
         # collections from walking them mid-request: p99 at 64 users fell from ~160 ms to ~120 ms.
         gc.collect()
         gc.freeze()
-
-    def _respond(self, pixels: np.ndarray, activation: Activation | None) -> PredictResponse:
-        return self._predict_batch(RequestBatch(pixels, [len(pixels)], [activation])).responses[0]
-
-    def _predict_batch(self, batch: RequestBatch) -> ResponseBatch:
-        """One ONNX Runtime call for every request in the batch, each activation applied once to the whole
-        batch, then each request's rows with its own activation (per-request activations and slices took a
-        16-request batch 439 us, this 300 us, ONNX Runtime included)."""
-        logits = self.runtime.logits(batch.pixels)
-        chosen = [activation or self.runtime.default_activation for activation in batch.activations]
-        rows = {}  # activation -> the batch's (label, probabilities) rows as Python objects
-        for activation in set(chosen):
-            result = self.runtime.probabilities(logits, activation)
-            labels = [self._labels[i] for i in result.label_indices.tolist()]
-            rows[activation] = list(zip(labels, result.probabilities.tolist(), strict=True))
-        meta = self.runtime.metadata
-        responses, start = [], 0
-        for size, activation in zip(batch.sizes, chosen, strict=True):
-            predictions = [
-                Prediction.model_construct(label=label, probabilities=p)
-                for label, p in rows[activation][start : start + size]
-            ]
-            responses.append(
-                PredictResponse.model_construct(
-                    model=meta.name, version=meta.version, activation=activation, predictions=predictions
-                )
-            )
-            start += size
-        return ResponseBatch(responses)
 
     # async: ORT's call is short (~15 us per image), so it runs on the event loop without a thread hop.
     @bentoml.api(**BATCHED)
@@ -139,8 +95,8 @@ class MNISTService:
     def _predict(self, batch: RequestBatch | PixelRequest) -> ResponseBatch | PredictResponse:
         """With batching on, BentoML hands over a RequestBatch of several requests; off, a single request."""
         if isinstance(batch, PixelRequest):
-            return self._respond(batch.pixels, batch.activation)
-        return self._predict_batch(batch)
+            return self.predictor.respond(batch.pixels, batch.activation)
+        return self.predictor.predict_batch(batch)
 
     @bentoml.api
     def predict_image(
@@ -156,7 +112,7 @@ class MNISTService:
             pixels = mnist_from_image(decode_image(Path(image).read_bytes())).reshape(1, 784)
         except InputError as exc:
             return JSONResponse({"error": str(exc), "field": exc.field}, status_code=400)  # type: ignore[return-value]
-        return self._respond(pixels, activation)
+        return self.predictor.respond(pixels, activation)
 
     @bentoml.api
     def metadata(self) -> ModelInfo:

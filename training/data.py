@@ -99,13 +99,21 @@ def load_test_split(cfg: DataConfig, device: torch.device | str = "cpu") -> Spli
     return _to_split(_open(cfg.root, train=False, download=cfg.download)).to(device)
 
 
+def split_indices(
+    n: int, val_size: int, split_seed: int, train_subset: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train, validation) indices into `n` images: disjoint, and a function of `split_seed` alone."""
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(split_seed))
+    val_idx, train_idx = perm[:val_size], perm[val_size:]
+    if train_subset is not None:
+        train_idx = train_idx[:train_subset]
+    return train_idx, val_idx
+
+
 def load_mnist(cfg: DataConfig, device: torch.device | str = "cpu") -> MNISTSplits:
     """Train/validation/test splits as tensors on `device`; the validation split depends only on `split_seed`."""
     full = _to_split(_open(cfg.root, train=True, download=cfg.download))
-    perm = torch.randperm(len(full), generator=torch.Generator().manual_seed(cfg.split_seed))
-    val_idx, train_idx = perm[: cfg.val_size], perm[cfg.val_size :]
-    if cfg.train_subset is not None:
-        train_idx = train_idx[: cfg.train_subset]
+    train_idx, val_idx = split_indices(len(full), cfg.val_size, cfg.split_seed, cfg.train_subset)
     return MNISTSplits(
         train=Split(full.x[train_idx], full.y[train_idx]).to(device),
         val=Split(full.x[val_idx], full.y[val_idx]).to(device),
@@ -119,16 +127,31 @@ def binary_targets(y: torch.Tensor, positive_digits: tuple[int, ...]) -> torch.T
     return torch.isin(y, positives).to(torch.float32).unsqueeze(1)
 
 
-def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Translate each (N, 784) image by a random whole-pixel offset in [-max_shift, max_shift], zero-filled."""
-    if max_shift <= 0:
-        return x
+def random_offsets(
+    n: int, max_shift: int, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(down, right): n whole-pixel offsets per axis, each drawn uniformly from [-max_shift, max_shift]."""
+    span = 2 * max_shift + 1
+    right = max_shift - torch.randint(0, span, (n,), generator=generator, device="cpu")
+    down = max_shift - torch.randint(0, span, (n,), generator=generator, device="cpu")
+    return down, right
+
+
+def shift_images(x: torch.Tensor, down: torch.Tensor, right: torch.Tensor, max_shift: int) -> torch.Tensor:
+    """Move each (N, 784) image `down[i]` rows and `right[i]` columns (|offset| <= max_shift), zero-filled."""
     n = x.shape[0]
     padded = F.pad(x.view(n, 1, 28, 28), (max_shift,) * 4)  # (N, 1, 28+2s, 28+2s)
-    span = 2 * max_shift + 1
-    dx = torch.randint(0, span, (n,), generator=generator, device="cpu").to(x.device)
-    dy = torch.randint(0, span, (n,), generator=generator, device="cpu").to(x.device)
-    rows = (dy.view(n, 1) + torch.arange(28, device=x.device)).view(n, 1, 28, 1)  # (N, 1, 28, 1)
-    cols = (dx.view(n, 1) + torch.arange(28, device=x.device)).view(n, 1, 1, 28)  # (N, 1, 1, 28)
+    top = (max_shift - down).to(x.device).view(n, 1)  # row of `padded` that becomes the output's first row
+    left = (max_shift - right).to(x.device).view(n, 1)
+    rows = (top + torch.arange(28, device=x.device)).view(n, 1, 28, 1)  # (N, 1, 28, 1)
+    cols = (left + torch.arange(28, device=x.device)).view(n, 1, 1, 28)  # (N, 1, 1, 28)
     batch = torch.arange(n, device=x.device).view(n, 1, 1, 1)
     return padded[batch, 0, rows, cols].reshape(n, 784)
+
+
+def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Translate each (N, 784) image by a random whole-pixel offset in [-max_shift, max_shift] on each axis."""
+    if max_shift <= 0:
+        return x
+    down, right = random_offsets(x.shape[0], max_shift, generator)
+    return shift_images(x, down, right, max_shift)

@@ -156,27 +156,28 @@ def accumulated_update(
     return loss_sum, correct
 
 
-@torch.no_grad()
 def evaluate(
     model: MLP, split: Split, loss_fn: Callable[..., torch.Tensor], positive_digits: tuple[int, ...], batch: int
 ) -> dict[str, float]:
+    """Mean loss and accuracy over `split` in evaluation mode (no dropout); the model is left in training mode."""
     model.eval()
     loss = correct = 0.0
-    for start in range(0, len(split), batch):
-        xb, yb = split.x[start : start + batch], split.y[start : start + batch]
-        logits = model(xb).float()
-        loss += float(loss_fn(logits, yb, reduction="sum"))
-        correct += correct_predictions(logits, yb, positive_digits)
+    with torch.no_grad():
+        for start in range(0, len(split), batch):
+            xb, yb = split.x[start : start + batch], split.y[start : start + batch]
+            logits = model(xb).float()
+            loss += float(loss_fn(logits, yb, reduction="sum"))
+            correct += correct_predictions(logits, yb, positive_digits)
     model.train()
     return {"loss": loss / len(split), "accuracy": correct / len(split)}
 
 
-@torch.no_grad()
 def roc_auc(model: MLP, split: Split, positive_digits: tuple[int, ...]) -> float:
     from sklearn.metrics import roc_auc_score
 
     model.eval()
-    scores = model(split.x).float().squeeze(1).cpu().numpy()
+    with torch.no_grad():
+        scores = model(split.x).float().squeeze(1).cpu().numpy()
     model.train()
     return float(roc_auc_score(binary_targets(split.y, positive_digits).squeeze(1).cpu().numpy(), scores))
 
@@ -206,6 +207,22 @@ def plot_curves(history: list[dict[str, Any]], path: Path, title: str) -> None:
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+class BestCheckpoint:
+    """best.pt: the weights of the epoch with the highest validation accuracy so far (the earliest on a tie)."""
+
+    def __init__(self, path: Path, best_accuracy: float = -1.0) -> None:
+        self.path = path
+        self.best_accuracy = best_accuracy
+
+    def offer(self, accuracy: float, state: Callable[[], dict[str, Any]]) -> bool:
+        """Write `state()` to best.pt if `accuracy` beats the best so far; whether it did."""
+        if accuracy <= self.best_accuracy:
+            return False
+        self.best_accuracy = accuracy
+        save_checkpoint(self.path, state())
+        return True
 
 
 @dataclass
@@ -270,6 +287,7 @@ def train(
         torch.set_rng_state(state["torch_rng"])
         history, best_val, start_epoch = state["history"], state["best_val"], state["epoch"]
         log.info("resumed %s after epoch %d", run_dir, start_epoch)
+    best_checkpoint = BestCheckpoint(run_dir / "best.pt", best_val)
     atomic_write_json(run_dir / "config.json", config)
     log.info("training %s: %s, %d parameters on %s", cfg.name, model_cfg, config["parameters"], device)
 
@@ -317,11 +335,9 @@ def train(
             "n/a" if record["dead_relu_fraction"] is None else f"{record['dead_relu_fraction']:.3f}",
             epoch_seconds,
         )
-        if val["accuracy"] > best_val:
-            best_val = val["accuracy"]
-            save_checkpoint(
-                run_dir / "best.pt", {"model": model.state_dict(), "config": config, "epoch": epoch, "metrics": record}
-            )
+        best_checkpoint.offer(
+            val["accuracy"], lambda: {"model": model.state_dict(), "config": config, "epoch": epoch, "metrics": record}
+        )
         save_checkpoint(
             run_dir / "last.pt",
             {
@@ -331,7 +347,7 @@ def train(
                 "shuffle_rng": shuffle.get_state(),
                 "torch_rng": torch.get_rng_state(),
                 "history": history,
-                "best_val": best_val,
+                "best_val": best_checkpoint.best_accuracy,
                 "epoch": epoch,
                 "config": config,
             },

@@ -10,9 +10,10 @@ import time
 import numpy as np
 import pytest
 
-from service.batching import RequestBatch, ResponseBatch, register_containers
+from service.batching import register_containers
 from service.fastpath import FastPredictor
-from service.schemas import PixelRequest, PredictBytesRequest, Prediction, PredictRequest, PredictResponse
+from service.predictor import RequestBatch, ResponseBatch
+from service.schemas import PredictBytesRequest, Prediction, PredictRequest, PredictResponse
 from service.settings import Batching
 
 ROUTES = {"/predict": PredictRequest, "/predict_bytes": PredictBytesRequest}
@@ -37,14 +38,14 @@ class StandIn:
             [self.response(batch.pixels[a:b], act) for a, b, act in zip(bounds, bounds[1:], batch.activations)]
         )
 
-    def respond(self, request: PixelRequest) -> PredictResponse:
+    def respond(self, pixels: np.ndarray, activation: str | None) -> PredictResponse:
         self.calls.append(1)
-        return self.response(request.pixels, request.activation)
+        return self.response(pixels, activation)
 
 
 def predictor(model: StandIn, **batching: int | bool) -> FastPredictor:
     register_containers()
-    return FastPredictor(ROUTES, model.predict_batch, model.respond, Batching(**batching))
+    return FastPredictor(ROUTES, model, Batching(**batching))
 
 
 def body(*digits: int, activation: str | None = None) -> bytes:

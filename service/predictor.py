@@ -1,0 +1,70 @@
+"""The predictor core: a batch of validated requests in, one response per request out, with one ONNX Runtime call.
+
+Plain Python (no BentoML): the service's doors (the fast path, BentoML's routes, batching on or off) all call
+`Predictor`, and the tests call it directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .runtime import Activation, ModelRuntime
+from .schemas import Prediction, PredictResponse
+
+
+@dataclass
+class RequestBatch:
+    """Several requests' rows stacked for one ONNX Runtime call."""
+
+    pixels: np.ndarray  # (N, 784) float32, the requests' rows in order
+    sizes: list[int]  # rows per request
+    activations: list[Activation | None]  # per request; None: the model's head
+
+
+@dataclass
+class ResponseBatch:
+    """One response per request of a RequestBatch, in the same order."""
+
+    responses: list[PredictResponse]
+
+
+class Predictor:
+    """Turns a RequestBatch into a ResponseBatch; each request keeps its own rows and activation."""
+
+    def __init__(self, runtime: ModelRuntime) -> None:
+        self.runtime = runtime
+        self.labels = runtime.metadata.labels
+
+    def respond(self, pixels: np.ndarray, activation: Activation | None) -> PredictResponse:
+        """One request on its own (batching off, or an image upload)."""
+        return self.predict_batch(RequestBatch(pixels, [len(pixels)], [activation])).responses[0]
+
+    def predict_batch(self, batch: RequestBatch) -> ResponseBatch:
+        """One ONNX Runtime call for every request in the batch, each activation applied once to the whole
+        batch, then each request's rows with its own activation (per-request activations and slices took a
+        16-request batch 439 us, this 300 us, ONNX Runtime included)."""
+        if sum(batch.sizes) != len(batch.pixels) or len(batch.sizes) != len(batch.activations):
+            raise ValueError(f"batch of {len(batch.pixels)} rows does not match sizes {batch.sizes}")
+        logits = self.runtime.logits(batch.pixels)
+        chosen = [activation or self.runtime.default_activation for activation in batch.activations]
+        rows = {}  # activation -> the batch's (label, probabilities) rows as Python objects
+        for activation in set(chosen):
+            result = self.runtime.probabilities(logits, activation)
+            labels = [self.labels[i] for i in result.label_indices.tolist()]
+            rows[activation] = list(zip(labels, result.probabilities.tolist(), strict=True))
+        meta = self.runtime.metadata
+        responses, start = [], 0
+        for size, activation in zip(batch.sizes, chosen, strict=True):
+            predictions = [
+                Prediction.model_construct(label=label, probabilities=p)
+                for label, p in rows[activation][start : start + size]
+            ]
+            responses.append(
+                PredictResponse.model_construct(
+                    model=meta.name, version=meta.version, activation=activation, predictions=predictions
+                )
+            )
+            start += size
+        return ResponseBatch(responses)
