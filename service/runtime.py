@@ -250,14 +250,17 @@ class ModelRuntime:
         """softmax: one probability per label, summing to 1; sigmoid: one independent probability per output.
 
         For the one-output (binary) head, softmax is the two-class form [1 - p, p] with p = sigmoid(logit).
+        Labels come from the logits: probabilities round to ties (sigmoid saturates at 1.0 past a logit of ~17)
+        where the logits still decide.
         """
         if self.num_outputs == 1:
             p = sigmoid(logits)  # (N, 1)
-            labels = (p[:, 0] > 0.5).astype(np.int64)
+            labels = (logits[:, 0] > 0).astype(np.int64)
             probs = np.concatenate([1.0 - p, p], axis=1) if activation == "softmax" else p
             return Predictions(probs, labels)
+        labels = logits.argmax(axis=1)  # before softmax, which works in place
         probs = softmax(logits) if activation == "softmax" else sigmoid(logits)
-        return Predictions(probs, probs.argmax(axis=1))
+        return Predictions(probs, labels)
 
     def predict(self, pixels: np.ndarray, activation: Activation | None = None) -> Predictions:
         return self.probabilities(self.logits(pixels), activation or self.default_activation)

@@ -37,7 +37,7 @@ def test_check_response_counts_a_wrong_answer_as_a_failure() -> None:
     good = {"activation": "softmax", "predictions": [{"label": "3", "probabilities": one_hot_3}]}
     assert check_response(good, request) is None
     wrong_label = {"activation": "softmax", "predictions": [{"label": "4", "probabilities": one_hot_3}]}
-    assert check_response(wrong_label, request) == "label is not the argmax"
+    assert check_response(wrong_label, request) == "label is not the most probable class"
     not_normalised = {"activation": "softmax", "predictions": [{"label": "3", "probabilities": [0.5] * 10}]}
     assert check_response(not_normalised, request) == "softmax probabilities do not sum to 1"
     assert check_response({"predictions": []}, request) == "expected 1 predictions"
@@ -88,4 +88,42 @@ def test_open_loop_client_sends_at_the_fixed_rate(service_url: str) -> None:
     summary = run_asyncload(LoadConfig(host=service_url, rate=100, duration=3, warmup=0.5))
     assert summary["failures"] == {}
     assert 270 <= summary["requests"] <= 300  # 100/s for 3 s, all answered
-    assert summary["p99_ms"] > 0
+    assert summary["ok_requests"] == summary["requests"]  # every answer passed check_response
+
+
+@pytest.fixture
+def slow_stub() -> Iterator[str]:
+    """A server that answers every /predict with a right-shaped answer after 40 ms."""
+    import asyncio
+    import threading
+
+    from aiohttp import web
+
+    async def predict(request: web.Request) -> web.Response:
+        await request.read()
+        await asyncio.sleep(0.040)
+        one_hot = [0.0] * 3 + [1.0] + [0.0] * 6
+        return web.json_response({"activation": "softmax", "predictions": [{"label": "3", "probabilities": one_hot}]})
+
+    loop = asyncio.new_event_loop()
+    app = web.Application()
+    app.router.add_post("/predict", predict)
+    runner = web.AppRunner(app)
+    loop.run_until_complete(runner.setup())
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    loop.run_until_complete(site.start())
+    port = site._server.sockets[0].getsockname()[1]  # noqa: SLF001 - aiohttp has no public accessor for port 0
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{port}"
+    asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=10)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(timeout=10)
+
+
+def test_open_loop_latency_is_the_servers_answer_time(slow_stub: str) -> None:
+    summary = run_asyncload(LoadConfig(host=slow_stub, rate=50, duration=1.0, warmup=0.2))
+    assert summary["failures"] == {}
+    assert 45 <= summary["requests"] <= 50
+    assert 40 <= summary["p50_ms"] <= summary["p99_ms"] <= summary["max_ms"]
+    assert summary["p50_ms"] < 40 + 100  # 40 ms of server time, plus this machine's noise
