@@ -275,22 +275,41 @@ def register_in_bentoml(model_dir: Path, metadata: dict[str, Any]) -> None:
     log.info("registered %s in the BentoML model store", tag)
 
 
-def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("onnx_ir", "onnxscript"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+def build_parser() -> argparse.ArgumentParser:
+    defaults = ExportConfig(run="")
     p = argparse.ArgumentParser(
         prog="python -m training.export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--run", required=True, help="run folder with best.pt and summary.json")
     p.add_argument("--name", help="model name: writes models/<name>/ (default: the run's name)")
-    p.add_argument("--models-dir", default="models")
-    p.add_argument("--opset", type=int, default=18)
-    p.add_argument("--parity-samples", type=int, default=10_000)
-    p.add_argument("--tolerance", type=float, default=1e-5)
+    p.add_argument(
+        "--models-dir",
+        default=defaults.models_dir,
+        help="where model folders go (default: %(default)s, the shipped models: an export replaces models/<name>/)",
+    )
+    p.add_argument("--opset", type=int, default=defaults.opset, help="ONNX opset (default: %(default)s)")
+    p.add_argument(
+        "--parity-samples",
+        type=int,
+        default=defaults.parity_samples,
+        help="MNIST test images compared across eager, TorchScript and ONNX Runtime (default: %(default)s)",
+    )
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        default=defaults.tolerance,
+        help="largest |probability difference| the parity gate accepts (default: %(default)s)",
+    )
     p.add_argument("--data-root", help="folder holding MNIST/raw/ (default: $MNIST_ROOT or data/)")
     p.add_argument("--bentoml", action="store_true", help="also register the model in the BentoML model store")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("onnx_ir", "onnxscript"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    args = build_parser().parse_args(argv)
     try:
         cfg = ExportConfig(**vars(args))
         path = export(cfg, ["python", "-m", "training.export", *(sys.argv[1:] if argv is None else argv)])
