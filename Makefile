@@ -8,7 +8,7 @@ export MNIST_ROOT
 MODEL ?= default
 PORT ?= 3000
 
-.PHONY: help serve test lint format models bench-training loadtest clean
+.PHONY: help serve test test-quick mutation lint format models bench-training loadtest clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -31,6 +31,13 @@ serve: $(VENV)/.serve  ## set up, then serve models/$(MODEL) on port $(PORT)
 test: $(VENV)/.dev  ## set up, then run the whole test suite
 	$(BIN)/python -m pytest
 
+test-quick: $(VENV)/.dev  ## the quick tier: no server processes, no long training
+	$(BIN)/python -m pytest -m "not slow"
+
+mutation: $(VENV)/.dev  ## mutation score of the quick tier -> docs/testing.md (about 20 minutes)
+	rm -rf mutants
+	$(BIN)/python -m benchmarks.mutation
+
 lint: $(VENV)/.dev  ## ruff lint and format check
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
@@ -50,4 +57,4 @@ loadtest: $(VENV)/.dev  ## start the service and load it with Locust (1 image pe
 	$(BIN)/python -m loadtests.run --scenario json-1
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) runs mutants .pytest_cache .ruff_cache .hypothesis *.egg-info

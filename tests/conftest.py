@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -19,12 +21,41 @@ def find_mnist_root() -> Path | None:
     return None
 
 
+MISSING_MNIST = "MNIST not found: set MNIST_ROOT to a folder holding MNIST/raw/"
+
+
+def require_mnist(root: Path | None, ci: bool) -> Path:
+    """The MNIST root, or a skip; in CI a failure, since CI always has ../shared/data and a skip would hide it."""
+    if root is None:
+        if ci:
+            pytest.fail(MISSING_MNIST)
+        pytest.skip(MISSING_MNIST)
+    return root
+
+
 @pytest.fixture(scope="session")
 def mnist_root() -> Path:
-    root = find_mnist_root()
-    if root is None:
-        message = "MNIST not found: set MNIST_ROOT to a folder holding MNIST/raw/"
-        if os.environ.get("CI"):
-            pytest.fail(message)  # CI always has ../shared/data: a skip there would hide every data test
-        pytest.skip(message)
-    return root
+    return require_mnist(find_mnist_root(), ci=bool(os.environ.get("CI")))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # BentoML's /metrics reads Prometheus' multiprocess directory, which `bentoml serve` sets for its workers;
+    # the in-process app (tests/service/test_app.py) needs one too, set before prometheus_client is imported.
+    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        config._prometheus_dir = tempfile.mkdtemp(prefix="mnist-prometheus-")  # type: ignore[attr-defined]
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = config._prometheus_dir  # type: ignore[attr-defined]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if hasattr(config, "_prometheus_dir"):
+        shutil.rmtree(config._prometheus_dir, ignore_errors=True)
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say plainly how many tests did not run for want of MNIST or a GPU, rather than leave it in the skips."""
+    reasons = [str(report.longrepr[-1]) for report in terminalreporter.stats.get("skipped", [])]
+    for what, needle in (("MNIST", "MNIST not found"), ("a CUDA GPU", "no CUDA")):
+        count = sum(needle in reason for reason in reasons)
+        if count:
+            terminalreporter.write_line(f"{count} tests skipped: they need {what}", yellow=True, bold=True)

@@ -18,17 +18,23 @@ from service.runtime import (
     validate_pixels,
 )
 from tests.conftest import MODELS_DIR
+from tests.service.conftest import load_runtime
 
 no_gpu = pytest.mark.skipif(cuda_driver_present(), reason="checks the CPU fallback; this machine has a CUDA driver")
 
 
-def runtime(model: str = "default", **overrides) -> ModelRuntime:
-    return ModelRuntime(RuntimeConfig(models_dir=str(MODELS_DIR), model=model, **overrides))
+def cuda_usable() -> bool:
+    import onnxruntime as ort
+
+    return "CUDAExecutionProvider" in ort.get_available_providers() and cuda_driver_present()
 
 
-@pytest.fixture(scope="module")
-def default_runtime() -> ModelRuntime:
-    return runtime("default")
+requires_cuda = pytest.mark.skipif(
+    not cuda_usable(), reason="no CUDA: needs an NVIDIA driver and ONNX Runtime's CUDA provider"
+)
+
+
+runtime = load_runtime
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +104,26 @@ def test_cuda_falls_back_to_cpu_and_says_so(caplog: pytest.LogCaptureFixture) ->
 def test_required_gpu_is_a_startup_error_not_a_fallback() -> None:
     with pytest.raises(ModelLoadError, match="CUDA was required"):
         runtime(device="cuda", require_gpu=True)
+
+
+@pytest.mark.cuda
+@requires_cuda
+@pytest.mark.parametrize("model", ["default", "pigeon"])
+def test_cuda_runtime_runs_on_cuda_and_agrees_with_cpu(model: str) -> None:
+    gpu = runtime(model, device="cuda", require_gpu=True)
+    assert gpu.provider == "CUDAExecutionProvider"
+    cpu = runtime(model, device="cpu")
+    x = np.random.default_rng(3).random((256, 784), dtype=np.float32)
+    on_gpu, on_cpu = gpu.predict(x), cpu.predict(x)
+    # CUDA's kernels sum in another order (and may use TF32): probabilities agree to 1e-3, labels exactly
+    np.testing.assert_allclose(on_gpu.probabilities, on_cpu.probabilities, atol=1e-3)
+    np.testing.assert_array_equal(on_gpu.label_indices, on_cpu.label_indices)
+
+
+def test_runtime_reports_the_provider_onnx_runtime_uses(default_runtime: ModelRuntime) -> None:
+    assert default_runtime.provider == default_runtime.session.get_providers()[0]
+    expected = "CUDAExecutionProvider" if cuda_usable() else "CPUExecutionProvider"
+    assert default_runtime.provider == expected
 
 
 def copy_model(tmp_path: Path, name: str = "default") -> Path:

@@ -10,11 +10,14 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
+import torch
 
+from service.metadata import ModelMetadata
 from training import export as export_module
-from training.data import DataConfig, MNISTSplits
+from training.data import DataConfig, MNISTSplits, load_test_split
 from training.errors import ConfigError
-from training.export import ExportConfig, ParityError, export
+from training.export import ExportConfig, ParityError, build_parser, check_parity, export, labels_for, load_checkpoint
+from training.model import MLP, ModelConfig, probabilities
 from training.presets import PRESETS
 from training.train import TrainConfig, train
 
@@ -29,6 +32,19 @@ def trained_runs(tmp_path_factory: pytest.TempPathFactory, small_mnist: MNISTSpl
         command = ["python", "-m", "training.train", "--preset", preset]
         train(PRESETS[preset].model, cfg, DataConfig(), data=small_mnist, command=command)
     return out
+
+
+def parity_of(model_dir: Path, run_dir: Path, mnist_root: Path) -> dict[str, float]:
+    """Max |probability difference| of each exported file against the run's eager model on the 10k test images."""
+    x = load_test_split(DataConfig(root=str(mnist_root), download=False)).x
+    model, _, _ = load_checkpoint(run_dir)
+    head = model.config.head
+    with torch.no_grad():
+        eager = probabilities(model(x), head)
+        scripted = probabilities(torch.jit.load(model_dir / "model.pt")(x), head)
+    session = ort.InferenceSession(model_dir / "model.onnx", providers=["CPUExecutionProvider"])
+    onnx = probabilities(torch.from_numpy(session.run(None, {"pixels": x.numpy()})[0]), head)
+    return {"torchscript": float((scripted - eager).abs().max()), "onnxruntime": float((onnx - eager).abs().max())}
 
 
 def snapshot(folder: Path) -> dict[str, str]:
@@ -56,12 +72,19 @@ def test_export_writes_onnx_torchscript_and_metadata(
         "dtype": "float32",
         "shape": [-1, 784],
         "range": [0.0, 1.0],
-        "layout": meta["input"]["layout"],
+        "layout": "28x28 row-major; white digit (1.0) on a black background (0.0), as in MNIST",
     }
-    assert meta["output"]["shape"] == [-1, outputs]
+    assert meta["output"] == {"name": "logits", "dtype": "float32", "shape": [-1, outputs], "kind": "logits"}
+    assert meta["labels"] == ([str(d) for d in range(10)] if outputs == 10 else ["not 0/1/2", "0/1/2"])
+    assert meta["positive_digits"] == (None if outputs == 10 else [0, 1, 2])
+    assert meta["preprocessing"]["normalize"] == {"mean": 0.1307, "std": 0.3081}
+    assert ModelMetadata.model_validate(meta).head == PRESETS[preset].model.head  # what the service will accept
     assert meta["parity"]["samples"] == 10_000
+    assert meta["parity"]["tolerance"] == 1e-5
+    measured = parity_of(path, trained_runs / preset, mnist_root)  # measured here, not taken from the exporter
     for graph in ("torchscript", "onnxruntime"):
-        assert meta["parity"][f"max_abs_diff_{graph}"] <= 1e-5
+        assert measured[graph] <= 1e-5
+        assert meta["parity"][f"max_abs_diff_{graph}"] == pytest.approx(measured[graph], abs=1e-7)
         assert meta["parity"][f"argmax_agreement_{graph}"] == 1.0
     assert 0.5 < meta["metrics"]["test_accuracy"] <= 1.0
     assert meta["commands"]["train"] == ["python", "-m", "training.train", "--preset", preset]
@@ -72,6 +95,65 @@ def test_export_writes_onnx_torchscript_and_metadata(
     for batch in (1, 7):
         (logits,) = session.run(None, {"pixels": np.random.rand(batch, 784).astype(np.float32)})
         assert logits.shape == (batch, outputs)
+
+
+@pytest.fixture(scope="module")
+def tiny_exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[MLP, Path, Path]:
+    """A small untrained model and its ONNX and TorchScript files, for the parity gate alone."""
+    torch.manual_seed(0)
+    model = MLP(ModelConfig(hidden=(16,))).eval()
+    folder = tmp_path_factory.mktemp("tiny")
+    export_module.export_onnx(model, folder / "model.onnx", 18)
+    torch.jit.save(torch.jit.script(model), folder / "model.pt")
+    return model, folder / "model.onnx", folder / "model.pt"
+
+
+def test_parity_gate_passes_faithful_exports_and_reports_the_differences(tiny_exported) -> None:
+    model, onnx_path, script_path = tiny_exported
+    x = torch.rand(64, 784, generator=torch.Generator().manual_seed(0))
+    report = check_parity(model, onnx_path, script_path, x, 1e-5)
+    assert report["samples"] == 64
+    assert report["activation"] == "softmax"
+    assert 0 <= report["max_abs_diff_onnxruntime"] <= 1e-5
+    assert report["argmax_agreement_onnxruntime"] == 1.0
+    assert report["argmax_agreement_torchscript"] == 1.0
+
+
+def test_parity_gate_refuses_a_small_difference_that_keeps_every_argmax(tiny_exported) -> None:
+    model, onnx_path, script_path = tiny_exported
+    x = torch.rand(64, 784, generator=torch.Generator().manual_seed(0))
+    nudged = MLP(model.config).eval()
+    nudged.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        nudged.head.bias[3] += 1e-3  # one class a little more likely: ~1e-4 in probability
+        assert torch.equal(nudged(x).argmax(1), model(x).argmax(1)), "the nudge must keep every argmax"
+    with pytest.raises(ParityError, match=r"max \|diff\| .*argmax agreement 1\.0") as failure:
+        check_parity(nudged, onnx_path, script_path, x, 1e-5)
+    assert "torchscript" in str(failure.value)
+    assert "onnxruntime" in str(failure.value)
+
+
+def test_parity_gate_refuses_a_changed_argmax_even_within_tolerance(tiny_exported) -> None:
+    model, onnx_path, script_path = tiny_exported
+    x = torch.rand(256, 784, generator=torch.Generator().manual_seed(0))
+    nudged = MLP(model.config).eval()
+    nudged.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        nudged.head.bias[0] += 0.3
+    with pytest.raises(ParityError, match=r"argmax agreement 0\.\d+"):
+        check_parity(nudged, onnx_path, script_path, x, tolerance=1.0)
+
+
+def test_labels_put_the_positive_class_second() -> None:
+    assert labels_for(ModelConfig(head="sigmoid"), [0, 1, 2]) == ["not 0/1/2", "0/1/2"]
+    assert labels_for(ModelConfig(head="sigmoid"), [7]) == ["not 7", "7"]
+    assert labels_for(ModelConfig(head="softmax"), [0, 1, 2]) == [str(d) for d in range(10)]
+
+
+def test_cli_defaults_are_the_documented_gate() -> None:
+    cfg = ExportConfig(**vars(build_parser().parse_args(["--run", "runs/x"])))
+    assert cfg == ExportConfig(run="runs/x")
+    assert (cfg.tolerance, cfg.parity_samples, cfg.opset, cfg.models_dir) == (1e-5, 10_000, 18, "models")
 
 
 def test_parity_failure_writes_nothing(
@@ -116,6 +198,7 @@ def test_export_of_an_unfinished_run_is_refused(tmp_path: Path) -> None:
         export(ExportConfig(run=str(tmp_path / "nope"), models_dir=str(tmp_path)))
 
 
+@pytest.mark.slow  # a subprocess and the BentoML CLI: 12 s
 def test_export_cli_can_register_in_the_bentoml_model_store(
     trained_runs: Path, tmp_path: Path, mnist_root: Path
 ) -> None:

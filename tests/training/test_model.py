@@ -58,3 +58,36 @@ def test_dead_unit_fraction_counts_units_never_active() -> None:
 
 def test_dead_unit_fraction_is_undefined_for_tanh() -> None:
     assert dead_unit_fraction(MLP(ModelConfig(hidden=(10,), activation="tanh")), torch.rand(5, 784)) is None
+
+
+@pytest.mark.parametrize(
+    ("activation", "reference"),
+    [
+        ("relu", torch.relu),
+        ("leaky_relu", lambda z: torch.nn.functional.leaky_relu(z, 0.05)),
+        ("tanh", torch.tanh),
+        ("sigmoid", torch.sigmoid),
+    ],
+)
+def test_each_activation_is_the_function_it_is_named_after(activation: str, reference) -> None:
+    model = MLP(ModelConfig(hidden=(12,), activation=activation, leaky_slope=0.05))
+    linear = model.hidden[0][0]
+    z = torch.randn(6, 784)
+    torch.testing.assert_close(model.hidden[0](z), reference(linear(z)))
+
+
+def test_maxout_keeps_the_largest_piece_of_each_unit() -> None:
+    model = MLP(ModelConfig(hidden=(4,), activation="maxout", maxout_pieces=3))
+    layer = model.hidden[0]
+    z = torch.randn(5, 784)
+    pieces = layer.linear(z).view(5, 4, 3)
+    torch.testing.assert_close(layer(z), pieces.max(dim=-1).values)
+
+
+def test_dropout_follows_every_hidden_layer_and_only_in_training() -> None:
+    model = MLP(ModelConfig(hidden=(32, 32), dropout=0.5))
+    x = torch.rand(4, 784)
+    model.eval()
+    assert torch.equal(model(x), model(x))
+    model.train()
+    assert not torch.equal(model(x), model(x))

@@ -5,15 +5,19 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F  # noqa: N812
 
-from training.data import DataConfig, MNISTSplits, binary_targets, random_shift
+from training.data import DataConfig, MNISTSplits, Split
 from training.model import MLP, ModelConfig
 from training.presets import PRESETS
 from training.train import (
+    BestCheckpoint,
     TrainConfig,
     accumulated_update,
     build_parser,
     configs_from_args,
+    correct_predictions,
+    evaluate,
     main,
     make_loss,
     train,
@@ -117,17 +121,91 @@ def test_cli_resume_reloads_the_runs_own_config(tmp_path: Path, mnist_root: Path
     assert data_cfg.train_subset == 300
 
 
-def test_binary_targets_mark_the_positive_digits() -> None:
-    y = torch.tensor([0, 1, 2, 3, 9])
-    assert binary_targets(y, (0, 1, 2)).squeeze(1).tolist() == [1.0, 1.0, 1.0, 0.0, 0.0]
+def synthetic(n: int, seed: int = 0) -> Split:
+    g = torch.Generator().manual_seed(seed)
+    return Split(torch.rand(n, 784, generator=g), torch.randint(0, 10, (n,), generator=g))
 
 
-def test_random_shift_moves_pixels_without_losing_them() -> None:
-    image = torch.zeros(1, 28, 28)
-    image[0, 10:18, 10:18] = 1.0  # a block away from the borders
-    x = image.reshape(1, 784).repeat(64, 1)
-    shifted = random_shift(x, 2, torch.Generator().manual_seed(0))
-    assert shifted.shape == x.shape
-    torch.testing.assert_close(shifted.sum(dim=1), x.sum(dim=1))
-    assert not torch.equal(shifted, x)
-    assert torch.equal(random_shift(x, 0), x)
+@pytest.fixture
+def synthetic_splits() -> MNISTSplits:
+    """Random pixels and digits: enough to check the loop's mechanics in a fraction of a second."""
+    return MNISTSplits(synthetic(256, 0), synthetic(64, 1), synthetic(64, 2))
+
+
+def test_the_learning_rate_follows_its_schedule_over_the_run(tmp_path: Path, synthetic_splits: MNISTSplits) -> None:
+    def lrs(schedule: str) -> list[float]:
+        cfg = tiny_run(tmp_path, synthetic_splits, schedule, epochs=2, batch_size=64, lr=1e-2, schedule=schedule)
+        return [h["lr"] for h in train(ModelConfig(hidden=(8,)), cfg, DataConfig(), data=synthetic_splits).history]
+
+    assert lrs("constant") == [1e-2, 1e-2]
+    cosine = lrs("cosine")  # 4 of 8 updates: halfway down the cosine, then at its end
+    assert cosine[0] == pytest.approx(0.5e-2, rel=1e-6)
+    assert cosine[1] == pytest.approx(0.0, abs=1e-12)
+    onecycle = lrs("onecycle")  # starts at lr / 25, peaks at 30% of the run, then anneals
+    assert 1e-2 / 25 < onecycle[0] < 1e-2
+    assert onecycle[1] < onecycle[0]
+
+
+def test_best_checkpoint_keeps_the_epoch_with_the_best_validation_accuracy(tmp_path: Path) -> None:
+    best = BestCheckpoint(tmp_path / "best.pt")
+    written = [best.offer(acc, lambda e=epoch: {"epoch": e}) for epoch, acc in enumerate([0.5, 0.7, 0.6, 0.7, 0.2], 1)]
+    assert written == [True, True, False, False, False]  # a tie keeps the earlier epoch
+    assert torch.load(tmp_path / "best.pt", weights_only=True)["epoch"] == 2
+    assert best.best_accuracy == 0.7
+
+
+def test_a_resumed_run_keeps_its_best_accuracy(tmp_path: Path) -> None:
+    best = BestCheckpoint(tmp_path / "best.pt", best_accuracy=0.9)
+    assert not best.offer(0.8, lambda: {"epoch": 3})
+    assert not (tmp_path / "best.pt").exists()
+
+
+def test_evaluation_runs_without_dropout_and_restores_training_mode(synthetic_splits: MNISTSplits) -> None:
+    torch.manual_seed(0)
+    model = MLP(ModelConfig(hidden=(64,), dropout=0.5))
+    loss_fn = make_loss(model.config, (0, 1, 2))
+    val = synthetic_splits.val
+    result = evaluate(model, val, loss_fn, (0, 1, 2), batch=24)  # batches of 24, 24, 16
+    assert model.training
+    model.eval()
+    with torch.no_grad():
+        logits = model(val.x)
+    assert result["loss"] == pytest.approx(float(torch.nn.functional.cross_entropy(logits, val.y)), rel=1e-5)
+    assert result["accuracy"] == pytest.approx(float((logits.argmax(1) == val.y).float().mean()))
+
+
+def test_binary_head_loss_and_accuracy_use_the_positive_digits() -> None:
+    cfg = ModelConfig(hidden=(), head="sigmoid")
+    logits = torch.tensor([[2.0], [-1.0], [0.5], [-3.0]])
+    digits = torch.tensor([1, 1, 7, 4])  # positives: 0, 1, 2 -> targets 1, 1, 0, 0
+    targets = torch.tensor([[1.0], [1.0], [0.0], [0.0]])
+    loss = make_loss(cfg, (0, 1, 2))(logits, digits, reduction="sum")
+    assert float(loss) == pytest.approx(float(F.binary_cross_entropy_with_logits(logits, targets, reduction="sum")))
+    assert correct_predictions(logits, digits, (0, 1, 2)) == 2  # right on the first and the last
+    ten = torch.tensor([[0.0, 3.0, 1.0], [2.0, 0.0, 1.0]])
+    assert correct_predictions(ten, torch.tensor([1, 2]), (0,)) == 1
+
+
+def test_an_update_reports_its_summed_loss_and_training_mode_accuracy() -> None:
+    torch.manual_seed(0)
+    model = MLP(ModelConfig(hidden=(16,)))
+    x, y = torch.rand(20, 784), torch.randint(0, 10, (20,))
+    with torch.no_grad():
+        logits = model(x)
+    loss_fn = make_loss(model.config, (0,))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)  # no step: the report is about the weights it saw
+    loss_sum, correct = accumulated_update(
+        model, optimizer, loss_fn, x, y, 8, count_correct=lambda lg, yb: correct_predictions(lg, yb, (0,))
+    )
+    assert loss_sum == pytest.approx(float(F.cross_entropy(logits, y, reduction="sum")), rel=1e-5)
+    assert correct == int((logits.argmax(1) == y).sum())
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA: needs an NVIDIA GPU and a CUDA build of torch")
+def test_a_run_on_cuda_trains_and_checkpoints(tmp_path: Path, synthetic_splits: MNISTSplits) -> None:
+    cfg = tiny_run(tmp_path, synthetic_splits, "cuda", epochs=2, device="cuda")
+    result = train(ModelConfig(hidden=(16,)), cfg, DataConfig(), data=synthetic_splits)
+    assert result.summary["device"].startswith("cuda")
+    assert len(result.history) == 2
+    assert torch.load(result.run_dir / "best.pt", weights_only=True)["epoch"] in (1, 2)

@@ -1,0 +1,144 @@
+"""Mutation score of the quick test tier over the code that decides answers, recorded in docs/testing.md.
+
+    python -m benchmarks.mutation              # make mutation: about 20 minutes on 2 cores
+    python -m benchmarks.mutation --report     # summarize the last run again, without re-running
+
+mutmut (configured in pyproject.toml) copies service/ and training/ into mutants/, makes one-line changes
+(operators, constants, conditions, arguments) in the functions matched by SCOPE, and runs the tests that
+reach each changed function with `-m "not slow"`. A mutant the tests fail on is killed; one they pass is a
+survivor: either a missing test, or an equivalent mutant (no input can tell it from the original), which
+EQUIVALENT lists with the reason. The score is killed / (mutants - equivalent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+from .report import update_section
+
+DOC = Path("docs/testing.md")
+# mutmut's names: module.x_function or module.xǁClassǁmethod, then __mutmut_N.
+SCOPE = {
+    "the runtime: probabilities, labels, validation": [
+        "service.runtime.x_softmax__mutmut_*",
+        "service.runtime.x_sigmoid__mutmut_*",
+        "service.runtime.xǁModelRuntimeǁprobabilities__mutmut_*",
+        "service.runtime.xǁModelRuntimeǁpredict__mutmut_*",
+        "service.runtime.x_validate_pixels__mutmut_*",
+    ],
+    "request decoding (/predict, /predict_bytes)": ["service.decoding.*"],
+    "request batching and per-request slicing": [
+        "service.predictor.*",
+        "service.batching.*",
+        "service.fastpath.xǁFastPredictorǁ*",
+    ],
+    "image preprocessing (/predict_image)": ["service.images.*"],
+    "data splits and augmentation": [
+        "training.data.x_split_indices__mutmut_*",
+        "training.data.x_load_mnist__mutmut_*",
+        "training.data.x__to_split__mutmut_*",
+        "training.data.x_binary_targets__mutmut_*",
+        "training.data.x_random_offsets__mutmut_*",
+        "training.data.x_shift_images__mutmut_*",
+        "training.data.x_random_shift__mutmut_*",
+    ],
+    "the training step and checkpoint selection": [
+        "training.train.x_make_loss__mutmut_*",
+        "training.train.x_correct_predictions__mutmut_*",
+        "training.train.x_accumulated_update__mutmut_*",
+        "training.train.x_evaluate__mutmut_*",
+        "training.train.xǁBestCheckpointǁ*",
+    ],
+    "export: parity gate and metadata": [
+        "training.export.x_check_parity__mutmut_*",
+        "training.export.x_labels_for__mutmut_*",
+        "training.export.x_build_metadata__mutmut_*",
+    ],
+}
+# Survivors that no input can tell from the original, each with the reason (reviewed at the recorded commit).
+EQUIVALENT: dict[str, str] = {}
+
+
+def results() -> dict[str, str]:
+    """mutant name -> status, for every mutant of the last run."""
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "mutmut"), "results", "--all", "true"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return dict(re.findall(r"^\s+(\S+__mutmut_\d+): (.+)$", out, re.MULTILINE))
+
+
+def in_scope(name: str) -> str | None:
+    import fnmatch
+
+    return next((area for area, globs in SCOPE.items() if any(fnmatch.fnmatch(name, g) for g in globs)), None)
+
+
+def diff_of(name: str) -> str:
+    mutmut = str(Path(sys.executable).parent / "mutmut")
+    shown = subprocess.run([mutmut, "show", name], capture_output=True, text=True).stdout
+    changed = [line for line in shown.splitlines() if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+    return " / ".join(line.strip() for line in changed)
+
+
+def report() -> str:
+    statuses = {name: status for name, status in results().items() if in_scope(name)}
+    killed = {"killed", "timeout", "segfault"}  # a mutant that hangs or crashes the tests is caught too
+    survivors = sorted(n for n, s in statuses.items() if s not in killed and s != "not checked")
+    unchecked = [n for n, s in statuses.items() if s == "not checked"]
+    equivalent = [n for n in survivors if n in EQUIVALENT]
+    missed = [n for n in survivors if n not in EQUIVALENT]
+    caught = sum(s in killed for s in statuses.values())
+    total = len(statuses) - len(unchecked)
+    score = caught / max(1, total - len(equivalent))
+    lines = [
+        "| area | mutants | killed | survived |",
+        "|---|---:|---:|---:|",
+    ]
+    for area in SCOPE:
+        names = [n for n in statuses if in_scope(n) == area and statuses[n] != "not checked"]
+        k = sum(statuses[n] in killed for n in names)
+        lines.append(f"| {area} | {len(names)} | {k} | {len(names) - k} |")
+    by_status = Counter(statuses.values())
+    lines += [
+        "",
+        f"**{caught} of {total - len(equivalent)} non-equivalent mutants killed: {score:.1%}** "
+        f"({total} mutants, {len(equivalent)} equivalent, {len(missed)} survivors not explained; "
+        f"statuses: {', '.join(f'{s} {c}' for s, c in sorted(by_status.items()))}).",
+    ]
+    if missed:
+        lines += ["", "Survivors (each a missing test, or an equivalent mutant to explain in EQUIVALENT):", ""]
+        lines += [f"- `{n}` ({statuses[n]}): `{diff_of(n)}`" for n in missed]
+    if equivalent:
+        lines += ["", "Equivalent mutants:", ""]
+        lines += [f"- `{n}`: {EQUIVALENT[n]}" for n in equivalent]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.mutation", description=__doc__.split("\n\n")[0])
+    p.add_argument("--report", action="store_true", help="summarize the last run without running mutmut")
+    p.add_argument("--max-children", type=int, default=os.cpu_count() or 1, help="mutants tested in parallel")
+    args = p.parse_args(argv)
+    if not os.environ.get("MNIST_ROOT"):
+        print("warning: MNIST_ROOT is not set; tests that need MNIST will skip and kill nothing", file=sys.stderr)
+    if not args.report:
+        mutmut = str(Path(sys.executable).parent / "mutmut")
+        globs = [g for group in SCOPE.values() for g in group]
+        subprocess.run([mutmut, "run", "--max-children", str(args.max_children), *globs], check=False)
+    text = report()
+    print(text)
+    update_section("mutation", text, "make mutation  # python -m benchmarks.mutation", path=DOC)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""Request bodies to pixels: the JSON rows and the compact base64 forms give the model the same numbers."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from service.decoding import pixels_from_base64, pixels_from_rows
+from service.predictor import Predictor
+from service.runtime import InputError
+from service.schemas import PredictBytesRequest, PredictRequest
+
+IMAGES = arrays(np.uint8, st.tuples(st.integers(1, 4), st.just(784)))
+
+
+def b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
+
+
+def npy(array: np.ndarray) -> str:
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return b64(buf.getvalue())
+
+
+@given(IMAGES)
+def test_uint8_bytes_are_scaled_by_255_exactly(images: np.ndarray) -> None:
+    expected = images.astype(np.float32) / np.float32(255)
+    np.testing.assert_array_equal(pixels_from_base64(b64(images.tobytes())), expected)
+    np.testing.assert_array_equal(pixels_from_base64(npy(images), "npy"), expected)
+    np.testing.assert_array_equal(pixels_from_base64(npy(images.reshape(-1, 28, 28)), "npy"), expected)
+
+
+@given(arrays(np.float32, st.tuples(st.integers(1, 4), st.just(784)), elements=st.floats(0, 1, width=32)))
+def test_float32_bytes_pass_through_unchanged(pixels: np.ndarray) -> None:
+    np.testing.assert_array_equal(pixels_from_base64(b64(pixels.tobytes()), dtype="float32"), pixels)
+    np.testing.assert_array_equal(pixels_from_base64(npy(pixels.astype(np.float64)), "npy"), pixels)
+    np.testing.assert_array_equal(pixels_from_rows(pixels.tolist()), pixels)
+
+
+@settings(max_examples=30, deadline=None)
+@given(images=IMAGES, activation=st.sampled_from([None, "softmax", "sigmoid"]))
+def test_predict_bytes_and_predict_give_equal_probabilities(
+    predictor: Predictor, images: np.ndarray, activation: str | None
+) -> None:
+    as_json = PredictRequest.model_validate_json(
+        json.dumps({"images": (images / 255).tolist(), "activation": activation})
+    )
+    as_bytes = PredictBytesRequest.model_validate({"data": b64(images.tobytes()), "activation": activation})
+    answers = [predictor.respond(r.pixels, r.activation) for r in (as_json, as_bytes)]
+    assert answers[0].activation == answers[1].activation
+    assert [p.label for p in answers[0].predictions] == [p.label for p in answers[1].predictions]
+    for a, b in zip(answers[0].predictions, answers[1].predictions, strict=True):
+        np.testing.assert_allclose(a.probabilities, b.probabilities, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"data": "!!!"}, "data: not valid base64"),
+        ({"data": b64(b"")}, "0 bytes is not a whole number of 784-byte uint8 images"),
+        ({"data": b64(b"\0" * 700)}, "700 bytes is not a whole number of 784-byte uint8 images"),
+        ({"data": b64(b"\0" * 784), "dtype": "float32"}, "784 bytes is not a whole number of 3136-byte float32"),
+        ({"data": b64(b"hello"), "format": "npy"}, r"data: not a readable \.npy file"),
+        ({"data": npy(np.zeros((1, 784), np.int16)), "format": "npy"}, "dtype int16 is not supported"),
+        ({"data": npy(np.zeros((2, 783), np.uint8)), "format": "npy"}, r"expected shape \(N, 784\)"),
+        ({"data": b64(np.full(784, 1.5, np.float32).tobytes()), "dtype": "float32"}, r"data: values must be in"),
+        ({"data": b64(np.zeros((3, 784), np.uint8).tobytes()), "max_rows": 2}, "3 images in one request; the limit"),
+    ],
+)
+def test_bad_bytes_are_refused_naming_the_problem(kwargs: dict, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        pixels_from_base64(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("images", "message"),
+    [
+        ([[0.0] * 784, [0.0] * 783], "every image must have exactly 784 values"),
+        ([[0.0] * 783], r"expected shape \(N, 784\)"),
+        ([], "no images"),
+        ([[0.0] * 784] * 3, "3 images in one request; the limit is 2"),
+        ([[0.0] * 783 + [1.0001]], r"values must be in \[0, 1\]"),
+    ],
+)
+def test_bad_rows_are_refused_naming_the_problem(images: list, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        pixels_from_rows(images, max_rows=2)
