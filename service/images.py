@@ -26,6 +26,8 @@ def decode_image(data: bytes, field: str = "image") -> Image.Image:
         if image.width * image.height > MAX_PIXELS:
             raise InputError(field, f"{image.width}x{image.height} is larger than the {MAX_PIXELS:,}-pixel limit")
         image.load()
+    except InputError:
+        raise
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise InputError(field, f"not a readable image ({exc.__class__.__name__}); send a PNG or JPEG file") from exc
     return image
