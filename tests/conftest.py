@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS_DIR = REPO / "models"
@@ -38,7 +39,14 @@ def mnist_root() -> Path:
     return require_mnist(find_mnist_root(), ci=bool(os.environ.get("CI")))
 
 
+# No per-example deadline: the machines are shared and a slow example is not a wrong one. In CI the examples
+# are derived from each test's name (derandomize), so a red CI is reproducible and a green one does not flake.
+settings.register_profile("dev", deadline=None)
+settings.register_profile("ci", deadline=None, derandomize=True, print_blob=True)
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    settings.load_profile("ci" if os.environ.get("CI") else "dev")
     # BentoML's /metrics reads Prometheus' multiprocess directory, which `bentoml serve` sets for its workers;
     # the in-process app (tests/service/test_app.py) needs one too, set before prometheus_client is imported.
     if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:

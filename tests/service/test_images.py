@@ -1,13 +1,12 @@
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from service.images import decode_image, mnist_from_image
+from service.images import decode_image, light_background, mnist_from_image, to_grayscale
 from service.runtime import InputError, ModelRuntime, RuntimeConfig
 from tests.conftest import MODELS_DIR
 
@@ -19,14 +18,10 @@ def png_bytes(image: Image.Image, fmt: str = "PNG") -> bytes:
 
 
 @pytest.fixture(scope="module")
-def digits(mnist_root: Path) -> tuple[np.ndarray, np.ndarray]:
-    from torchvision.datasets import MNIST
-
-    ds = MNIST(str(mnist_root), train=False, download=False)
-    return ds.data[:40].numpy(), ds.targets[:40].numpy()
+def digits(sample: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    return sample[0][:40].reshape(40, 28, 28), sample[1][:40]
 
 
-@pytest.mark.data
 @pytest.mark.parametrize("style", ["as-is", "dark-on-light-rgb-large", "jpeg-small-offset"])
 def test_uploaded_mnist_digits_are_classified(style: str, digits: tuple[np.ndarray, np.ndarray]) -> None:
     images, labels = digits
@@ -75,3 +70,118 @@ def test_transparent_png_is_composited_on_white() -> None:
 def test_corrupt_upload_is_an_input_error(payload: bytes) -> None:
     with pytest.raises(InputError, match="image"):
         decode_image(payload)
+
+
+@pytest.mark.parametrize("name", ["scan", "page", "sticker", "pencil"])
+def test_golden_pictures_give_their_recorded_28x28(name: str) -> None:
+    """Regression: the preprocessing of four typical uploads, recorded by tests/service/golden_images.py."""
+    from tests.service.golden_images import GOLDEN, outputs
+
+    with np.load(GOLDEN) as expected:
+        np.testing.assert_allclose(outputs()[name], expected[name], atol=1e-6)
+
+
+@pytest.mark.parametrize(("height", "width"), [(40, 12), (12, 40), (30, 30), (80, 21)])
+def test_a_block_is_fit_in_20x20_keeping_its_aspect_and_centred_by_mass(height: int, width: int) -> None:
+    page = Image.new("L", (200, 160), 255)  # white paper, the block off-centre
+    page.paste(0, (70, 50, 70 + width, 50 + height))
+    x = mnist_from_image(page).reshape(28, 28)
+    rows, cols = np.nonzero(x > 0.5)
+    long_side = max(height, width)
+    assert (rows.max() - rows.min() + 1, cols.max() - cols.min() + 1) == (
+        round(height * 20 / long_side),
+        round(width * 20 / long_side),
+    )
+    assert x.max() == 1.0  # full ink stays full
+    total = x.sum()
+    centre = ((x.sum(axis=1) * np.arange(28)).sum() / total, (x.sum(axis=0) * np.arange(28)).sum() / total)
+    assert abs(centre[0] - 13.5) <= 0.5
+    assert abs(centre[1] - 13.5) <= 0.5
+
+
+def test_a_one_pixel_line_stays_one_pixel_wide() -> None:
+    page = Image.new("L", (60, 60), 0)
+    page.paste(255, (30, 5, 31, 55))  # vertical, light on dark
+    x = mnist_from_image(page).reshape(28, 28)
+    assert (x > 0).any(axis=0).sum() == 1
+    assert (x > 0).any(axis=1).sum() == 20
+    flat = mnist_from_image(page.transpose(Image.Transpose.ROTATE_90)).reshape(28, 28)
+    assert (flat > 0).any(axis=1).sum() == 1
+
+
+def test_dark_on_light_and_light_on_dark_give_the_same_digit() -> None:
+    page = Image.new("L", (50, 70), 0)
+    page.paste(255, (10, 10, 16, 60))
+    page.paste(200, (16, 10, 40, 16))
+    light_on_dark = mnist_from_image(page)
+    dark_on_light = mnist_from_image(Image.eval(page, lambda v: 255 - v))
+    np.testing.assert_allclose(dark_on_light, light_on_dark, atol=1e-6)
+
+
+@pytest.mark.parametrize("light", [(0, 1, 2), (1, 2, 3), (2, 3, 0), (3, 0, 1)])
+def test_the_background_is_judged_by_all_four_outer_edges(light: tuple[int, ...]) -> None:
+    gray = np.zeros((10, 12), np.float32)
+    edges = [(0, slice(None)), (-1, slice(None)), (slice(None), 0), (slice(None), -1)]  # top, bottom, left, right
+    for i in light:
+        gray[edges[i]] = 1.0
+    assert light_background(gray)  # three light edges of four: paper
+    for i in light[:2]:
+        gray[edges[i]] = 0.0
+        gray[edges[light[2]]] = 1.0
+    assert not light_background(gray)  # one of four: ink on a dark ground
+
+
+def test_a_border_exactly_half_light_is_not_paper() -> None:
+    gray = np.zeros((10, 10), np.float32)
+    gray[0, 1:-1], gray[1:-1, 0] = 1.0, 1.0  # top and left light, bottom and right dark: median 0.5
+    assert not light_background(gray)
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "PA", "P"])
+def test_transparency_is_composited_on_white_in_every_mode(mode: str) -> None:
+    rgba = Image.new("RGBA", (8, 8), (0, 0, 0, 0))
+    rgba.paste((51, 51, 51, 255), (2, 2, 6, 6))
+    if mode == "P":
+        picture = rgba.convert("RGB").convert("P")
+        picture.info["transparency"] = picture.getpixel((0, 0))
+    elif mode == "PA":
+        picture = rgba.convert("PA")
+    else:
+        picture = rgba.convert(mode)
+    gray = to_grayscale(picture)
+    assert gray.dtype == np.float32
+    assert gray[0, 0] == 1.0  # transparent: white paper
+    assert gray[3, 3] == pytest.approx(51 / 255, abs=1 / 255)  # opaque: its own grey
+
+
+def test_opaque_pictures_are_scaled_to_0_1() -> None:
+    gray = to_grayscale(Image.new("L", (3, 3), 51))
+    np.testing.assert_array_equal(gray, np.full((3, 3), 51 / 255, np.float32))
+
+
+def test_the_brightest_ink_sets_the_crop_threshold() -> None:
+    faint = Image.new("L", (60, 60), 0)
+    faint.paste(100, (20, 10, 26, 50))  # the stroke, at 39% intensity
+    faint.paste(25, (50, 50, 52, 52))  # 25% of the stroke's intensity: ink, so inside the crop
+    assert ink_width(mnist_from_image(faint)) >= 12  # the crop reaches the speck, 30 pixels to the right
+    faint.paste(15, (50, 50, 52, 52))  # 15%: below the 20% threshold, left out of the crop
+    assert ink_width(mnist_from_image(faint)) <= 5  # the stroke alone, scaled to 20 rows
+
+
+def ink_width(x: np.ndarray) -> int:
+    cols = np.nonzero((x.reshape(28, 28) > 0).any(axis=0))[0]
+    return int(cols.max() - cols.min() + 1)
+
+
+def test_the_size_limit_is_named_and_exact() -> None:
+    at_limit = png_bytes(Image.new("L", (4096, 4096), 255))
+    assert decode_image(at_limit).size == (4096, 4096)
+    with pytest.raises(InputError, match=r"^image: 4097x4096 is larger than the 16,777,216-pixel limit$"):
+        decode_image(png_bytes(Image.new("L", (4097, 4096), 255)))
+
+
+def test_decoding_errors_name_the_field_and_the_fix() -> None:
+    with pytest.raises(InputError, match="^upload: empty upload: send a PNG or JPEG file$"):
+        decode_image(b"", field="upload")
+    with pytest.raises(InputError, match=r"^image: not a readable image \(UnidentifiedImageError\); send a PNG"):
+        decode_image(b"definitely not an image")

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from service.batching import RequestContainer, ResponseContainer, register_containers
 from service.fastpath import FastPredictor
-from service.predictor import Predictor, RequestBatch
+from service.predictor import Predictor, RequestBatch, ResponseBatch
 from service.runtime import ModelRuntime
 from service.schemas import PredictBytesRequest, PredictRequest, PredictResponse
 from service.settings import Batching
@@ -42,7 +42,7 @@ def requests_from(sample: np.ndarray, sizes: list[int]) -> list[np.ndarray]:
     return [sample[a:b].astype(np.float32) / 255 for a, b in zip(bounds, bounds[1:], strict=False)]
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40)
 @given(plan=st.lists(st.tuples(st.integers(1, 6), ACTIVATION), min_size=1, max_size=6))
 def test_each_request_in_a_batch_gets_its_own_rows_and_activation(
     predictor: Predictor, sample: tuple[np.ndarray, np.ndarray], plan: list[tuple[int, str | None]]
@@ -192,3 +192,51 @@ def test_a_request_larger_than_max_batch_size_is_split_and_reassembled(
     assert_answers(
         PredictResponse.model_validate_json(payload), predictor.runtime, images.astype(np.float32) / 255, "sigmoid"
     )
+
+
+def test_an_unsplit_answer_merges_to_itself(predictor: Predictor, sample: tuple[np.ndarray, np.ndarray]) -> None:
+    (pixels,) = requests_from(sample[0], [3])
+    answer = predictor.respond(pixels, None)
+    merged, indices = ResponseContainer.batches_to_batch([answer])
+    assert indices == [0, 3]
+    assert merged == answer
+
+
+def test_containers_are_registered_for_requests_and_responses() -> None:
+    from bentoml._internal.runner.container import DataContainerRegistry
+
+    register_containers()
+    assert DataContainerRegistry.find_by_single_type(PredictRequest) is RequestContainer  # subclasses of PixelRequest
+    assert DataContainerRegistry.find_by_single_type(PredictResponse) is ResponseContainer
+    assert DataContainerRegistry.find_by_batch_type(ResponseBatch) is ResponseContainer
+
+
+class CountingPredictor:
+    """The real predictor, recording the rows of each ONNX Runtime call."""
+
+    def __init__(self, predictor: Predictor) -> None:
+        self.predictor = predictor
+        self.rows_per_call: list[int] = []
+
+    def predict_batch(self, batch: RequestBatch) -> ResponseBatch:
+        self.rows_per_call.append(len(batch.pixels))
+        return self.predictor.predict_batch(batch)
+
+    def respond(self, pixels: np.ndarray, activation: str | None) -> PredictResponse:
+        self.rows_per_call.append(len(pixels))
+        return self.predictor.respond(pixels, activation)
+
+
+def test_max_batch_size_caps_the_rows_of_each_call(predictor: Predictor, sample: tuple[np.ndarray, np.ndarray]):
+    counting = CountingPredictor(predictor)
+    fast = fast_predictor(counting, max_batch_size=8, max_latency_ms=5000)  # type: ignore[arg-type]
+    pixels = requests_from(sample[0], [3] * 12)
+
+    async def run() -> list[tuple[int, bytes]]:
+        return await asyncio.gather(*(fast.answer("/predict", json_body(p, None)) for p in pixels))
+
+    answers = asyncio.run(run())
+    assert all(status == 200 for status, _ in answers)
+    assert sum(counting.rows_per_call) == 36
+    assert max(counting.rows_per_call) <= 8  # counted in images, not requests: 2 requests of 3 rows per call
+    assert len(counting.rows_per_call) < 12  # and still batched

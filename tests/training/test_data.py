@@ -23,7 +23,6 @@ from training.data import (
 )
 
 
-@settings(deadline=None)
 @given(
     n=st.integers(2, 3000),
     val_fraction=st.floats(0.01, 0.99),
@@ -79,7 +78,7 @@ def reference_shift(image: np.ndarray, down: int, right: int) -> np.ndarray:
     return out
 
 
-@settings(deadline=None, max_examples=50)
+@settings(max_examples=50)
 @given(
     max_shift=st.integers(1, 4),
     offsets=st.lists(st.tuples(st.integers(-4, 4), st.integers(-4, 4)), min_size=1, max_size=4),

@@ -1,0 +1,169 @@
+"""Re-plant the one-line bugs that once slipped past the suite (issue 11), one at a time, and run the quick tier.
+
+    python -m benchmarks.known_bugs            # about 5 minutes on 2 cores; records docs/testing.md
+    python -m benchmarks.known_bugs --only 3   # one bug, by number
+
+Each bug is applied to a copy of the repository (the working tree is never touched) and `pytest -m "not slow"
+-x` runs there; a bug the tier passes is reported as missed. A bug whose text no longer matches the code is
+reported as stale, so the list is kept honest as the code moves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .report import update_section
+
+REPO = Path(__file__).resolve().parents[1]
+COPY_IGNORES = (".venv", ".git", "mutants", "runs", "results", "__pycache__", ".hypothesis", "*.egg-info")
+DOC = REPO / "docs" / "testing.md"
+
+
+@dataclass(frozen=True)
+class Bug:
+    about: str
+    path: str
+    old: str
+    new: str
+
+
+BUGS = [
+    Bug(
+        "every request in a batch gets the first request's activation",
+        "service/predictor.py",
+        "chosen = [activation or self.runtime.default_activation for activation in batch.activations]",
+        "chosen = [batch.activations[0] or self.runtime.default_activation for activation in batch.activations]",
+    ),
+    Bug(
+        "batching off: the request's activation is dropped",
+        "service/predictor.py",
+        "RequestBatch(pixels, [len(pixels)], [activation])",
+        "RequestBatch(pixels, [len(pixels)], [None])",
+    ),
+    Bug(
+        "/predict_bytes scales uint8 by 256",
+        "service/decoding.py",
+        "UINT8_SCALE = 255.0",
+        "UINT8_SCALE = 256.0",
+    ),
+    Bug(
+        "softmax without the max subtraction",
+        "service/runtime.py",
+        "z = logits - logits.max(axis=1, keepdims=True)",
+        "z = logits.copy()",
+    ),
+    Bug(
+        "the augmentation shifts along one axis only",
+        "training/data.py",
+        "cols = (left + torch.arange(28, device=x.device))",
+        "cols = (torch.arange(28, device=x.device) + max_shift)",
+    ),
+    Bug(
+        "the augmentation shifts by a constant offset",
+        "training/data.py",
+        'right = max_shift - torch.randint(0, span, (n,), generator=generator, device="cpu")',
+        'right = max_shift - torch.randint(0, 1, (n,), generator=generator, device="cpu")',
+    ),
+    Bug(
+        "validation images leak into training",
+        "training/data.py",
+        "val_idx, train_idx = perm[:val_size], perm[val_size:]",
+        "val_idx, train_idx = perm[:val_size], perm[val_size // 2 :]",
+    ),
+    Bug(
+        "the validation split follows the global seed",
+        "training/data.py",
+        "perm = torch.randperm(n, generator=torch.Generator().manual_seed(split_seed))",
+        "perm = torch.randperm(n)",
+    ),
+    Bug(
+        "the pigeon's labels swapped in metadata",
+        "training/export.py",
+        'return [f"not {digits}", digits]',
+        'return [digits, f"not {digits}"]',
+    ),
+    Bug(
+        "the parity tolerance loosened to 1.0",
+        "training/export.py",
+        "tolerance: float = 1e-5",
+        "tolerance: float = 1.0",
+    ),
+    Bug(
+        "best.pt written every epoch regardless of validation accuracy",
+        "training/train.py",
+        "if accuracy <= self.best_accuracy:",
+        "if False:",
+    ),
+    Bug(
+        "evaluation with dropout on",
+        "training/train.py",
+        "    model.eval()\n    loss = correct = 0.0\n",
+        "    loss = correct = 0.0\n",
+    ),
+    Bug(
+        "tanh and sigmoid swapped",
+        "training/model.py",
+        '"tanh": nn.Tanh,\n        "sigmoid": nn.Sigmoid,',
+        '"tanh": nn.Sigmoid,\n        "sigmoid": nn.Tanh,',
+    ),
+    Bug(
+        "the learning-rate schedule never stepped",
+        "training/train.py",
+        "            schedule.step()\n",
+        "",
+    ),
+]
+
+
+def copy_repo(target: Path) -> None:
+    ignore = shutil.ignore_patterns(
+        ".venv", ".git", "mutants", "runs", "results", "__pycache__", ".hypothesis", "*.egg-info"
+    )
+    shutil.copytree(REPO, target, ignore=ignore, dirs_exist_ok=True)
+
+
+def run_one(bug: Bug, workdir: Path) -> tuple[str, float, str]:
+    """(verdict, seconds, the first failing test) for one bug, on a fresh copy of the repository."""
+    shutil.rmtree(workdir, ignore_errors=True)
+    copy_repo(workdir)
+    source = workdir / bug.path
+    text = source.read_text()
+    if text.count(bug.old) != 1:
+        return "stale", 0.0, f"the text to replace is found {text.count(bug.old)} times in {bug.path}"
+    source.write_text(text.replace(bug.old, bug.new))
+    started = time.perf_counter()
+    command = [sys.executable, "-m", "pytest", "-m", "not slow", "-x", "-q", "-p", "no:cacheprovider", "tests"]
+    done = subprocess.run(command, cwd=workdir, capture_output=True, text=True, env={**os.environ, "CI": "true"})
+    seconds = time.perf_counter() - started
+    failed = next((line for line in done.stdout.splitlines() if line.startswith("FAILED")), "")
+    return ("caught" if done.returncode != 0 else "missed"), seconds, failed.removeprefix("FAILED ")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.known_bugs", description=__doc__.split("\n\n")[0])
+    p.add_argument("--only", type=int, nargs="*", help="bug numbers to run (default: all)")
+    args = p.parse_args(argv)
+    chosen = [(i, bug) for i, bug in enumerate(BUGS, 1) if not args.only or i in args.only]
+    rows = ["| # | bug | verdict | first failing test |", "|---:|---|---|---|"]
+    with tempfile.TemporaryDirectory(prefix="known-bugs-") as tmp:
+        for i, bug in chosen:
+            verdict, seconds, failed = run_one(bug, Path(tmp) / "repo")
+            print(f"{i:2d}. {verdict:6s} {seconds:5.1f}s  {bug.about}: {failed}", flush=True)
+            rows.append(f"| {i} | {bug.about} (`{bug.path}`) | {verdict} | `{failed.split(' - ')[0]}` |")
+    caught = sum("| caught |" in row for row in rows)
+    text = "\n".join([*rows, "", f"**{caught} of {len(chosen)} caught by the quick tier.**"])
+    if not args.only:
+        update_section("known-bugs", text, "python -m benchmarks.known_bugs", path=DOC)
+    return 0 if caught == len(chosen) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
