@@ -15,7 +15,9 @@ from starlette.testclient import TestClient
 
 from service.images import decode_image, mnist_from_image
 from service.runtime import ModelRuntime
+from service.schemas import PredictResponse
 from service.settings import settings
+from tests.service.answers import assert_answers
 
 BAD_JSON = [
     ("wrong length", {"images": [[0.5] * 783]}, "expected shape"),
@@ -49,16 +51,11 @@ def client() -> Iterator[TestClient]:
         yield c
 
 
-def assert_answers(response, runtime: ModelRuntime, pixels: np.ndarray, activation: str | None = None) -> dict:
-    """A 200 whose body is what the runtime gives for `pixels` alone."""
+def answered(response, runtime: ModelRuntime, pixels: np.ndarray, activation: str | None = None) -> dict:  # noqa: ANN001
+    """A 200 whose body is what the runtime gives for `pixels` alone; the body."""
     assert response.status_code == 200, response.text
     body = response.json()
-    expected = runtime.predict(pixels.astype(np.float32), activation)
-    meta = runtime.metadata
-    assert (body["model"], body["version"], body["activation"]) == (meta.name, meta.version, activation or meta.head)
-    assert [p["label"] for p in body["predictions"]] == [meta.labels[i] for i in expected.label_indices]
-    got = np.array([p["probabilities"] for p in body["predictions"]])
-    np.testing.assert_allclose(got, expected.probabilities, rtol=1e-5, atol=1e-6)
+    assert_answers(PredictResponse.model_validate(body), runtime, pixels.astype(np.float32), activation)
     return body
 
 
@@ -66,7 +63,7 @@ def assert_answers(response, runtime: ModelRuntime, pixels: np.ndarray, activati
 def test_predict_json(client: TestClient, default_runtime: ModelRuntime, sample, activation: str | None) -> None:
     x = sample[0][:8] / 255
     response = client.post("/predict", json={"images": x.tolist(), "activation": activation})
-    body = assert_answers(response, default_runtime, x, activation)
+    body = answered(response, default_runtime, x, activation)
     assert [p["label"] for p in body["predictions"]] == [str(d) for d in sample[1][:8]]  # the sample's true digits
 
 
@@ -81,7 +78,7 @@ def test_predict_bytes(client: TestClient, default_runtime: ModelRuntime, sample
         buf = io.BytesIO()
         np.save(buf, x.reshape(16, 28, 28) if form == "npy-28x28" else x / 255)
         payload = {"data": base64.b64encode(buf.getvalue()).decode(), "format": "npy"}
-    assert_answers(client.post("/predict_bytes", json=payload), default_runtime, x.astype(np.float32) / 255)
+    answered(client.post("/predict_bytes", json=payload), default_runtime, x.astype(np.float32) / 255)
 
 
 def png(image: Image.Image) -> bytes:
@@ -96,7 +93,7 @@ def test_predict_image_upload(client: TestClient, default_runtime: ModelRuntime,
     data = {"activation": activation} if activation else None
     response = client.post("/predict_image", files={"image": ("digit.png", picture, "image/png")}, data=data)
     pixels = mnist_from_image(decode_image(picture)).reshape(1, 784)
-    body = assert_answers(response, default_runtime, pixels, activation)
+    body = answered(response, default_runtime, pixels, activation)
     assert body["predictions"][0]["label"] == str(sample[1][0])
 
 
@@ -193,7 +190,7 @@ def test_openapi_examples_are_answered_as_the_runtime_answers_them(
             pixels = np.array(example["images"], np.float32)
         else:
             pixels = np.frombuffer(base64.b64decode(example["data"]), np.uint8).reshape(-1, 784) / 255
-        body = assert_answers(client.post(route, json=example), default_runtime, pixels)
+        body = answered(client.post(route, json=example), default_runtime, pixels)
         assert body["predictions"][0]["label"] == "1"  # the example is a vertical bar
 
 

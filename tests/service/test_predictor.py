@@ -18,22 +18,10 @@ from service.predictor import Predictor, RequestBatch, ResponseBatch
 from service.runtime import ModelRuntime
 from service.schemas import PredictBytesRequest, PredictRequest, PredictResponse
 from service.settings import Batching
+from tests.service.answers import assert_answers
 
 ROUTES = {"/predict": PredictRequest, "/predict_bytes": PredictBytesRequest}
 ACTIVATION = st.sampled_from([None, "softmax", "sigmoid"])
-
-
-def assert_answers(
-    response: PredictResponse, runtime: ModelRuntime, pixels: np.ndarray, activation: str | None
-) -> None:
-    """`response` is what the runtime gives for `pixels` alone, with `activation` (None: the model's head)."""
-    expected = runtime.predict(pixels, activation)
-    meta = runtime.metadata
-    assert (response.model, response.version) == (meta.name, meta.version)
-    assert response.activation == (activation or meta.head)
-    assert [p.label for p in response.predictions] == [meta.labels[i] for i in expected.label_indices]
-    got = np.array([p.probabilities for p in response.predictions])
-    np.testing.assert_allclose(got, expected.probabilities, rtol=1e-5, atol=1e-6)
 
 
 def requests_from(sample: np.ndarray, sizes: list[int]) -> list[np.ndarray]:
@@ -240,3 +228,11 @@ def test_max_batch_size_caps_the_rows_of_each_call(predictor: Predictor, sample:
     assert sum(counting.rows_per_call) == 36
     assert max(counting.rows_per_call) <= 8  # counted in images, not requests: 2 requests of 3 rows per call
     assert len(counting.rows_per_call) < 12  # and still batched
+
+
+@pytest.mark.parametrize("container", [RequestContainer, ResponseContainer])
+def test_batches_never_cross_a_process_boundary(container: type) -> None:
+    with pytest.raises(NotImplementedError, match=f"^{container.__name__} batches in-process only$"):
+        container.to_payload(None, 0)
+    with pytest.raises(NotImplementedError, match=f"^{container.__name__} batches in-process only$"):
+        container.from_payload(None)

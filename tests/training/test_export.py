@@ -119,16 +119,23 @@ def test_parity_gate_passes_faithful_exports_and_reports_the_differences(tiny_ex
     assert report["argmax_agreement_torchscript"] == 1.0
 
 
+def nudged(model: MLP, digit: int, amount: float) -> MLP:
+    """A copy of `model` whose logit for `digit` is raised by `amount`: what a faulty export would compute."""
+    copy = MLP(model.config).eval()
+    copy.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        copy.head.bias[digit] += amount
+    return copy
+
+
 def test_parity_gate_refuses_a_small_difference_that_keeps_every_argmax(tiny_exported) -> None:
     model, onnx_path, script_path = tiny_exported
     x = torch.rand(64, 784, generator=torch.Generator().manual_seed(0))
-    nudged = MLP(model.config).eval()
-    nudged.load_state_dict(model.state_dict())
+    faulty = nudged(model, 3, 1e-3)  # one class a little more likely: ~1e-4 in probability
     with torch.no_grad():
-        nudged.head.bias[3] += 1e-3  # one class a little more likely: ~1e-4 in probability
-        assert torch.equal(nudged(x).argmax(1), model(x).argmax(1)), "the nudge must keep every argmax"
+        assert torch.equal(faulty(x).argmax(1), model(x).argmax(1)), "the nudge must keep every argmax"
     with pytest.raises(ParityError, match=r"max \|diff\| .*argmax agreement 1\.0") as failure:
-        check_parity(nudged, onnx_path, script_path, x, 1e-5)
+        check_parity(faulty, onnx_path, script_path, x, 1e-5)
     assert "torchscript" in str(failure.value)
     assert "onnxruntime" in str(failure.value)
 
@@ -136,12 +143,8 @@ def test_parity_gate_refuses_a_small_difference_that_keeps_every_argmax(tiny_exp
 def test_parity_gate_refuses_a_changed_argmax_even_within_tolerance(tiny_exported) -> None:
     model, onnx_path, script_path = tiny_exported
     x = torch.rand(256, 784, generator=torch.Generator().manual_seed(0))
-    nudged = MLP(model.config).eval()
-    nudged.load_state_dict(model.state_dict())
-    with torch.no_grad():
-        nudged.head.bias[0] += 0.3
     with pytest.raises(ParityError, match=r"argmax agreement 0\.\d+"):
-        check_parity(nudged, onnx_path, script_path, x, tolerance=1.0)
+        check_parity(nudged(model, 0, 0.3), onnx_path, script_path, x, tolerance=1.0)
 
 
 def test_labels_put_the_positive_class_second() -> None:

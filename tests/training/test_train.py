@@ -203,9 +203,10 @@ def test_an_update_reports_its_summed_loss_and_training_mode_accuracy() -> None:
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA: needs an NVIDIA GPU and a CUDA build of torch")
-def test_a_run_on_cuda_trains_and_checkpoints(tmp_path: Path, synthetic_splits: MNISTSplits) -> None:
-    cfg = tiny_run(tmp_path, synthetic_splits, "cuda", epochs=2, device="cuda", augment_shift=2)
-    result = train(ModelConfig(hidden=(16,)), cfg, DataConfig(), data=synthetic_splits)
+@pytest.mark.parametrize("head", ["softmax", "sigmoid"])
+def test_a_run_on_cuda_trains_and_checkpoints(tmp_path: Path, synthetic_splits: MNISTSplits, head: str) -> None:
+    cfg = tiny_run(tmp_path, synthetic_splits, head, epochs=2, device="cuda", augment_shift=2)  # augmented on the GPU
+    result = train(ModelConfig(hidden=(16,), head=head), cfg, DataConfig(), data=synthetic_splits)
     assert result.summary["device"].startswith("cuda")
     assert len(result.history) == 2
     assert torch.load(result.run_dir / "best.pt", weights_only=True)["epoch"] in (1, 2)
