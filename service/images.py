@@ -74,5 +74,5 @@ def mnist_from_image(image: Image.Image) -> np.ndarray:
     cx = (canvas.sum(axis=0) * np.arange(28)).sum() / total
     dy = int(np.clip(round(13.5 - cy), -top, 28 - top - digit.shape[0]))
     dx = int(np.clip(round(13.5 - cx), -left, 28 - left - digit.shape[1]))
-    canvas = np.roll(canvas, (dy, dx), axis=(0, 1))
-    return np.clip(canvas, 0.0, 1.0).reshape(784)
+    canvas = np.roll(canvas, (dy, dx), axis=(0, 1))  # the clip above keeps ink from wrapping around
+    return canvas.reshape(784)  # already in [0, 1]: uint8 / 255

@@ -85,7 +85,7 @@ def test_bad_bytes_are_refused_naming_the_problem(kwargs: dict, message: str) ->
     [
         ([[0.0] * 784, [0.0] * 783], "images: every image must have exactly 784 values"),
         ([[0.0] * 783], r"images: expected shape \(N, 784\)"),
-        ([], "images: no images"),
+        ([], "images: no images: send at least one$"),
         ([[0.0] * 784] * 3, "images: 3 images in one request; the limit is 2"),
         ([[0.0] * 783 + [1.0001]], r"images: values must be in \[0, 1\]"),
     ],

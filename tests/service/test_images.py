@@ -55,7 +55,21 @@ def test_output_is_mnist_convention() -> None:
 
 
 def test_blank_picture_stays_blank() -> None:
-    assert mnist_from_image(Image.new("RGB", (50, 50), "white")).sum() == 0.0
+    x = mnist_from_image(Image.new("RGB", (50, 50), "white"))
+    assert x.shape == (784,)
+    assert x.dtype == np.float32
+    assert not x.any()
+
+
+@pytest.mark.parametrize("rotation", [0, 90, 180, 270])
+def test_centring_by_mass_never_pushes_ink_off_the_canvas(rotation: int) -> None:
+    page = Image.new("L", (60, 60), 0)
+    page.paste(255, (10, 10, 50, 22))  # a heavy bar: the centre of mass sits near one end of the glyph
+    page.paste(255, (29, 22, 31, 50))  # and a thin stem
+    x = mnist_from_image(page.rotate(rotation)).reshape(28, 28)
+    rows, cols = np.nonzero(x > 0.5)
+    assert (rows.max() - rows.min() + 1, cols.max() - cols.min() + 1) == (20, 20)  # whole: nothing wrapped around
+    assert x.sum() == pytest.approx(mnist_from_image(page.rotate(rotation)).sum())
 
 
 def test_transparent_png_is_composited_on_white() -> None:

@@ -119,3 +119,19 @@ def test_binary_targets_mark_the_positive_digits() -> None:
     assert binary_targets(y, (0, 1, 2)).tolist() == [[1.0], [1.0], [1.0], [0.0], [0.0], [0.0]]
     assert binary_targets(y, (5, 9)).squeeze(1).tolist() == [0.0, 0.0, 0.0, 0.0, 1.0, 1.0]
     assert binary_targets(y, (0,)).dtype == torch.float32
+
+
+def test_load_mnist_asks_torchvision_to_download_as_configured(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    import training.data as data
+
+    asked = []
+
+    def no_network(root: str, train: bool, download: bool) -> None:
+        asked.append((train, download))
+        raise RuntimeError("no network here")
+
+    monkeypatch.setattr(data, "MNIST", no_network)
+    for download in (True, False):
+        with pytest.raises(data.DataNotFoundError):
+            load_mnist(DataConfig(root=str(tmp_path), download=download))
+    assert asked == [(True, True), (True, False)]
