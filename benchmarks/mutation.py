@@ -128,6 +128,12 @@ EQUIVALENT: list[tuple[str, str, str]] = [
         r"ink = gray >= INK_THRESHOLD",
         "a pixel exactly at the threshold: float32 pixels (k / 255) never equal the float64 0.2 * max exactly",
     ),
+    (
+        "training.export.x_build_metadata__*",
+        r"onnx\.load\(onnx_path, (load_external_data=(None|True))?\)",
+        "the exported model is one self-contained file (export refuses external data): with or without loading "
+        "external data, the same opset and IR version are read",
+    ),
 ]
 
 

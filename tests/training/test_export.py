@@ -3,11 +3,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import platform
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 import torch
@@ -86,10 +89,29 @@ def test_export_writes_onnx_torchscript_and_metadata(
         assert measured[graph] <= 1e-5
         assert meta["parity"][f"max_abs_diff_{graph}"] == pytest.approx(measured[graph], abs=1e-7)
         assert meta["parity"][f"argmax_agreement_{graph}"] == 1.0
+    summary = json.loads((trained_runs / preset / "summary.json").read_text())
+    assert meta["metrics"] == {k: v for k, v in summary.items() if k not in ("parameters", "device")}
     assert 0.5 < meta["metrics"]["test_accuracy"] <= 1.0
-    assert meta["commands"]["train"] == ["python", "-m", "training.train", "--preset", preset]
-    assert meta["libraries"]["onnxruntime"] == ort.__version__
-    assert meta["onnx"]["opset"] == 18
+    assert set(meta) == {
+        "schema_version", "name", "version", "created_at", "git_commit", "description", "commands", "config",
+        "libraries", "onnx", "input", "output", "head", "labels", "positive_digits", "preprocessing", "parameters",
+        "metrics", "parity", "files",
+    }  # fmt: skip
+    width = {"mnist-nn": 50, "pigeon": 30}[preset]
+    assert meta["description"] == f"MLP 784-{width}-{outputs}, relu, {meta['head']} head"
+    assert meta["parameters"] == summary["parameters"]
+    assert meta["commands"] == {"train": ["python", "-m", "training.train", "--preset", preset], "export": None}
+    assert meta["config"]["export"]["run"] == str(trained_runs / preset)
+    assert meta["config"]["model"] == json.loads((trained_runs / preset / "config.json").read_text())["model"]
+    assert meta["libraries"] == {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": ort.__version__,
+    }
+    graph = onnx.load(path / "model.onnx")
+    assert meta["onnx"] == {"opset": 18, "ir_version": graph.ir_version}
+    assert datetime.fromisoformat(meta["created_at"]) <= datetime.now(UTC)
     # dynamic batch axis, and the weights live inside the one file
     session = ort.InferenceSession(path / "model.onnx", providers=["CPUExecutionProvider"])
     for batch in (1, 7):
