@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
 import platform
 import subprocess
 import sys
+import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,6 +18,7 @@ import pytest
 import torch
 
 from service.metadata import ModelMetadata
+from tests.conftest import MODELS_DIR
 from training import export as export_module
 from training.data import DataConfig, MNISTSplits, load_test_split
 from training.errors import ConfigError
@@ -120,18 +123,81 @@ def test_export_writes_onnx_torchscript_and_metadata(
 
 
 @pytest.fixture(scope="module")
-def tiny_exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[MLP, Path, Path]:
-    """A small untrained model and its ONNX and TorchScript files, for the parity gate alone."""
-    torch.manual_seed(0)
-    model = MLP(ModelConfig(hidden=(16,))).eval()
-    folder = tmp_path_factory.mktemp("tiny")
-    export_module.export_onnx(model, folder / "model.onnx", 18)
-    torch.jit.save(torch.jit.script(model), folder / "model.pt")
-    return model, folder / "model.onnx", folder / "model.pt"
+def shipped_mnist_nn() -> tuple[MLP, Path, Path]:
+    """The shipped 784-50-10 (mnist-nn) as an eager model, with its ONNX and TorchScript files: exported once, at
+    release, so the parity gate and the metadata can be checked against every mutant without exporting again."""
+    folder = MODELS_DIR / "mnist-nn"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        state = torch.jit.load(folder / "model.pt").state_dict()
+    model = MLP(ModelConfig(hidden=(50,)))
+    model.load_state_dict(state)
+    return model.eval(), folder / "model.onnx", folder / "model.pt"
 
 
-def test_parity_gate_passes_faithful_exports_and_reports_the_differences(tiny_exported) -> None:
-    model, onnx_path, script_path = tiny_exported
+@pytest.mark.parametrize("head", ["softmax", "sigmoid"])
+def test_metadata_is_the_contract_the_service_reads(shipped_mnist_nn, head: str) -> None:
+    """build_metadata alone, on a small exported graph: fast enough to run against every mutant."""
+    model, onnx_path, _ = shipped_mnist_nn
+    cfg = ModelConfig(hidden=(16,), head=head)
+    run_config = {
+        "model": {"hidden": [16], "head": head},  # the description and head come from the model passed
+        "train": {"preset": "x"},
+        "data": {"positive_digits": [4, 7]},
+        "command": ["python", "-m", "training.train"],
+    }
+    summary = {"best_epoch": 2, "test_accuracy": 0.97, "parameters": 12_730, "device": "cpu"}
+    files = {"model.onnx": {"sha256": "ab" * 32, "bytes": 10}, "model.pt": {"sha256": "cd" * 32, "bytes": 20}}
+    export_cfg = ExportConfig(run="runs/x")
+    meta = export_module.build_metadata(
+        "tiny", MLP(cfg), run_config, summary, {"samples": 1000}, files, export_cfg, ["python", "-m", "e"], onnx_path
+    )
+    assert ModelMetadata.model_validate(meta).head == head  # what the service will accept
+    outputs = 10 if head == "softmax" else 1
+    assert meta["schema_version"] == 1
+    assert (meta["name"], meta["version"]) == ("tiny", "ab" * 6)
+    assert meta["description"] == f"MLP 784-16-{outputs}, relu, {head} head"
+    assert meta["commands"] == {"train": ["python", "-m", "training.train"], "export": ["python", "-m", "e"]}
+    assert meta["config"] == {
+        "model": run_config["model"],
+        "train": run_config["train"],
+        "data": run_config["data"],
+        "export": dataclasses.asdict(export_cfg),
+    }
+    assert meta["input"] == {
+        "name": "pixels",
+        "dtype": "float32",
+        "shape": [-1, 784],
+        "range": [0.0, 1.0],
+        "layout": "28x28 row-major; white digit (1.0) on a black background (0.0), as in MNIST",
+    }
+    assert meta["output"] == {"name": "logits", "dtype": "float32", "shape": [-1, outputs], "kind": "logits"}
+    assert meta["head"] == head
+    assert meta["labels"] == ([str(d) for d in range(10)] if head == "softmax" else ["not 4/7", "4/7"])
+    assert meta["positive_digits"] == (None if head == "softmax" else [4, 7])
+    assert meta["preprocessing"] == {
+        "in_graph": True,
+        "normalize": {"mean": 0.1307, "std": 0.3081},
+        "formula": "(pixels - mean) / std, inside the exported graph",
+        "pixel_scale": "uint8 value / 255",
+    }
+    assert meta["parameters"] == sum(p.numel() for p in MLP(cfg).parameters())
+    assert meta["metrics"] == {"best_epoch": 2, "test_accuracy": 0.97}
+    assert meta["parity"] == {"samples": 1000}
+    assert meta["files"] == files
+    assert meta["libraries"] == {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": ort.__version__,
+    }
+    assert meta["onnx"] == {"opset": 18, "ir_version": onnx.load(onnx_path).ir_version}
+    assert datetime.fromisoformat(meta["created_at"]) <= datetime.now(UTC)
+    assert meta["git_commit"]
+
+
+def test_parity_gate_passes_faithful_exports_and_reports_the_differences(shipped_mnist_nn) -> None:
+    model, onnx_path, script_path = shipped_mnist_nn
     x = torch.rand(64, 784, generator=torch.Generator().manual_seed(0))
     report = check_parity(model, onnx_path, script_path, x, 1e-5)
     assert report["samples"] == 64
@@ -150,8 +216,8 @@ def nudged(model: MLP, digit: int, amount: float) -> MLP:
     return copy
 
 
-def test_parity_gate_refuses_a_small_difference_that_keeps_every_argmax(tiny_exported) -> None:
-    model, onnx_path, script_path = tiny_exported
+def test_parity_gate_refuses_a_small_difference_that_keeps_every_argmax(shipped_mnist_nn) -> None:
+    model, onnx_path, script_path = shipped_mnist_nn
     x = torch.rand(64, 784, generator=torch.Generator().manual_seed(0))
     faulty = nudged(model, 3, 1e-3)  # one class a little more likely: ~1e-4 in probability
     with torch.no_grad():
@@ -162,8 +228,8 @@ def test_parity_gate_refuses_a_small_difference_that_keeps_every_argmax(tiny_exp
     assert "onnxruntime" in str(failure.value)
 
 
-def test_parity_gate_refuses_a_changed_argmax_even_within_tolerance(tiny_exported) -> None:
-    model, onnx_path, script_path = tiny_exported
+def test_parity_gate_refuses_a_changed_argmax_even_within_tolerance(shipped_mnist_nn) -> None:
+    model, onnx_path, script_path = shipped_mnist_nn
     x = torch.rand(256, 784, generator=torch.Generator().manual_seed(0))
     with pytest.raises(ParityError, match=r"argmax agreement 0\.\d+"):
         check_parity(nudged(model, 0, 0.3), onnx_path, script_path, x, tolerance=1.0)
