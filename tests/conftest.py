@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import tempfile
@@ -49,15 +50,11 @@ def pytest_configure(config: pytest.Config) -> None:
     settings.load_profile("ci" if os.environ.get("CI") else "dev")
     # BentoML's /metrics reads Prometheus' multiprocess directory, which `bentoml serve` sets for its workers;
     # the in-process app (tests/service/test_app.py) needs one too, set before prometheus_client is imported.
+    # It lives as long as the process: mutmut runs pytest several times in one process.
     if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
-        config._prometheus_dir = tempfile.mkdtemp(prefix="mnist-prometheus-")  # type: ignore[attr-defined]
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = config._prometheus_dir  # type: ignore[attr-defined]
-
-
-def pytest_unconfigure(config: pytest.Config) -> None:
-    if hasattr(config, "_prometheus_dir"):
-        shutil.rmtree(config._prometheus_dir, ignore_errors=True)
-        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        directory = tempfile.mkdtemp(prefix="mnist-prometheus-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+        atexit.register(shutil.rmtree, directory, ignore_errors=True)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -45,10 +45,19 @@ BAD_BYTES = [
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[TestClient]:
+    from prometheus_client import REGISTRY
+
     from service.service import MNISTService
 
-    with TestClient(MNISTService.to_asgi()) as c:
-        yield c
+    known = set(REGISTRY._collector_to_names)  # noqa: SLF001 - prometheus_client has no public list of collectors
+    try:
+        with TestClient(MNISTService.to_asgi()) as c:
+            yield c
+    finally:
+        # The app registers BentoML's and the service's metrics in the process-wide registry, once per process
+        # in production; forget them so that the app can be built again here (mutmut reruns the suite in-process).
+        for collector in set(REGISTRY._collector_to_names) - known:  # noqa: SLF001
+            REGISTRY.unregister(collector)
 
 
 def answered(response, runtime: ModelRuntime, pixels: np.ndarray, activation: str | None = None) -> dict:  # noqa: ANN001
