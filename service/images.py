@@ -36,7 +36,7 @@ def decode_image(data: bytes, field: str = "image") -> Image.Image:
 def to_grayscale(image: Image.Image) -> np.ndarray:
     """Any mode (RGBA, palette, 16-bit...) -> (H, W) float32 in [0, 1]; transparency is composited on white."""
     image = ImageOps.exif_transpose(image)
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:  # alpha, or a transparent colour
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, rgba)

@@ -132,31 +132,32 @@ def test_dark_on_light_and_light_on_dark_give_the_same_digit() -> None:
     np.testing.assert_allclose(dark_on_light, light_on_dark, atol=1e-6)
 
 
-@pytest.mark.parametrize("light", [(0, 1, 2), (1, 2, 3), (2, 3, 0), (3, 0, 1)])
-def test_the_background_is_judged_by_all_four_outer_edges(light: tuple[int, ...]) -> None:
-    gray = np.zeros((10, 12), np.float32)
-    edges = [(0, slice(None)), (-1, slice(None)), (slice(None), 0), (slice(None), -1)]  # top, bottom, left, right
-    for i in light:
-        gray[edges[i]] = 1.0
-    assert light_background(gray)  # three light edges of four: paper
-    for i in light[:2]:
-        gray[edges[i]] = 0.0
-        gray[edges[light[2]]] = 1.0
-    assert not light_background(gray)  # one of four: ink on a dark ground
+EDGES = {"top": (0, slice(None)), "bottom": (-1, slice(None)), "left": (slice(None), 0), "right": (slice(None), -1)}
+
+
+@pytest.mark.parametrize("edge", list(EDGES))
+def test_the_background_is_judged_by_the_outermost_line_of_every_edge(edge: str) -> None:
+    """One long edge and one short edge light: paper by a small margin, which the long edge alone decides."""
+    wide = edge in ("top", "bottom")
+    gray = np.zeros((6, 20) if wide else (20, 6), np.float32)
+    short = "left" if wide else "top"
+    gray[EDGES[short]] = 1.0
+    assert not light_background(gray)
+    gray[EDGES[edge]] = 1.0
+    assert light_background(gray)
 
 
 def test_a_border_exactly_half_light_is_not_paper() -> None:
-    gray = np.zeros((10, 10), np.float32)
-    gray[0, 1:-1], gray[1:-1, 0] = 1.0, 1.0  # top and left light, bottom and right dark: median 0.5
-    assert not light_background(gray)
+    assert not light_background(np.full((10, 10), 0.5, np.float32))  # "lighter than 50% grey"
+    assert light_background(np.full((10, 10), 0.5 + 1 / 255, np.float32))
 
 
-@pytest.mark.parametrize("mode", ["RGBA", "LA", "PA", "P"])
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "PA", "P", "L", "RGB"])
 def test_transparency_is_composited_on_white_in_every_mode(mode: str) -> None:
     rgba = Image.new("RGBA", (8, 8), (0, 0, 0, 0))
     rgba.paste((51, 51, 51, 255), (2, 2, 6, 6))
-    if mode == "P":
-        picture = rgba.convert("RGB").convert("P")
+    if mode in ("P", "L", "RGB"):  # a transparent colour (PNG's tRNS chunk) rather than an alpha channel
+        picture = rgba.convert("RGB").convert(mode)
         picture.info["transparency"] = picture.getpixel((0, 0))
     elif mode == "PA":
         picture = rgba.convert("PA")
@@ -168,8 +169,9 @@ def test_transparency_is_composited_on_white_in_every_mode(mode: str) -> None:
     assert gray[3, 3] == pytest.approx(51 / 255, abs=1 / 255)  # opaque: its own grey
 
 
-def test_opaque_pictures_are_scaled_to_0_1() -> None:
-    gray = to_grayscale(Image.new("L", (3, 3), 51))
+@pytest.mark.parametrize("mode", ["L", "RGB", "P"])
+def test_opaque_pictures_are_scaled_to_0_1(mode: str) -> None:
+    gray = to_grayscale(Image.new("L", (3, 3), 51).convert(mode))
     np.testing.assert_array_equal(gray, np.full((3, 3), 51 / 255, np.float32))
 
 

@@ -105,13 +105,21 @@ def test_random_offsets_cover_every_pair_in_range_independently() -> None:
         assert counts.min() > 4000 / 5 * 0.85  # uniform within sampling noise
 
 
-def test_random_shift_is_shift_images_with_random_offsets() -> None:
+@pytest.mark.parametrize("max_shift", [1, 3])
+def test_random_shift_is_shift_images_with_random_offsets(max_shift: int) -> None:
     x = torch.rand(64, 784)
-    down, right = random_offsets(64, 3, torch.Generator().manual_seed(7))
-    expected = shift_images(x, down, right, 3)
-    assert torch.equal(random_shift(x, 3, torch.Generator().manual_seed(7)), expected)
+    down, right = random_offsets(64, max_shift, torch.Generator().manual_seed(7))
+    expected = shift_images(x, down, right, max_shift)
+    assert torch.equal(random_shift(x, max_shift, torch.Generator().manual_seed(7)), expected)
     assert not torch.equal(expected, x)
-    assert torch.equal(random_shift(x, 0), x)
+
+
+def test_no_shift_draws_no_random_numbers() -> None:
+    x = torch.rand(8, 784)
+    generator = torch.Generator().manual_seed(3)
+    state = generator.get_state()
+    assert random_shift(x, 0, generator) is x
+    assert torch.equal(generator.get_state(), state)  # the epoch's shuffle stays as it was without augmentation
 
 
 def test_binary_targets_mark_the_positive_digits() -> None:

@@ -122,17 +122,26 @@ def test_export_writes_onnx_torchscript_and_metadata(
         assert logits.shape == (batch, outputs)
 
 
-@pytest.fixture(scope="module")
-def shipped_mnist_nn() -> tuple[MLP, Path, Path]:
-    """The shipped 784-50-10 (mnist-nn) as an eager model, with its ONNX and TorchScript files: exported once, at
-    release, so the parity gate and the metadata can be checked against every mutant without exporting again."""
-    folder = MODELS_DIR / "mnist-nn"
+def shipped(name: str, cfg: ModelConfig) -> tuple[MLP, Path, Path]:
+    """A shipped model as an eager model, with its ONNX and TorchScript files: exported once, at release, so the
+    parity gate and the metadata can be checked against every mutant without exporting again."""
+    folder = MODELS_DIR / name
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         state = torch.jit.load(folder / "model.pt").state_dict()
-    model = MLP(ModelConfig(hidden=(50,)))
+    model = MLP(cfg)
     model.load_state_dict(state)
     return model.eval(), folder / "model.onnx", folder / "model.pt"
+
+
+@pytest.fixture(scope="module")
+def shipped_mnist_nn() -> tuple[MLP, Path, Path]:
+    return shipped("mnist-nn", ModelConfig(hidden=(50,)))
+
+
+@pytest.fixture(scope="module")
+def shipped_pigeon() -> tuple[MLP, Path, Path]:
+    return shipped("pigeon", ModelConfig(hidden=(30,), head="sigmoid"))
 
 
 @pytest.mark.parametrize("head", ["softmax", "sigmoid"])
@@ -224,8 +233,8 @@ def test_parity_gate_refuses_a_small_difference_that_keeps_every_argmax(shipped_
         assert torch.equal(faulty(x).argmax(1), model(x).argmax(1)), "the nudge must keep every argmax"
     with pytest.raises(ParityError, match=r"max \|diff\| .*argmax agreement 1\.0") as failure:
         check_parity(faulty, onnx_path, script_path, x, 1e-5)
-    assert "torchscript" in str(failure.value)
-    assert "onnxruntime" in str(failure.value)
+    assert str(failure.value).startswith("export parity failed (tolerance 1e-05): torchscript: max |diff| ")
+    assert "; onnxruntime: max |diff| " in str(failure.value)
 
 
 def test_parity_gate_refuses_a_changed_argmax_even_within_tolerance(shipped_mnist_nn) -> None:
@@ -310,3 +319,16 @@ def test_export_cli_can_register_in_the_bentoml_model_store(
     assert tags == [f"mnist-pigeon:{meta['version']}"]
     stored = tmp_path / "bentoml" / "models" / "mnist-pigeon" / meta["version"] / "model.onnx"
     assert stored.read_bytes() == (tmp_path / "models" / "pigeon" / "model.onnx").read_bytes()
+
+
+def test_parity_gate_on_the_one_output_head_compares_decisions_at_one_half(shipped_pigeon) -> None:
+    model, onnx_path, script_path = shipped_pigeon
+    x = torch.rand(512, 784, generator=torch.Generator().manual_seed(0))
+    report = check_parity(model, onnx_path, script_path, x, 1e-5)
+    assert report["activation"] == "sigmoid"
+    assert report["argmax_agreement_onnxruntime"] == 1.0
+    with torch.no_grad():
+        logits = model(x)[:, 0]
+    nearest = float(logits[logits.abs().argmin()])  # the row closest to p = 0.5
+    with pytest.raises(ParityError, match=r"argmax agreement 0\.\d+"):  # within tolerance, a decision changed
+        check_parity(nudged(model, 0, -1.5 * nearest), onnx_path, script_path, x, tolerance=1.0)

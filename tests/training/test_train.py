@@ -186,6 +186,30 @@ def test_binary_head_loss_and_accuracy_use_the_positive_digits() -> None:
     assert correct_predictions(ten, torch.tensor([1, 2]), (0,)) == 1
 
 
+@pytest.mark.parametrize("micro_batch", [20, 8])
+def test_an_update_follows_the_gradient_of_the_mean_loss(micro_batch: int) -> None:
+    torch.manual_seed(0)
+    model = MLP(ModelConfig(hidden=(16,)))
+    x, y = torch.rand(20, 784), torch.randint(0, 10, (20,))
+    reference = MLP(model.config)
+    reference.load_state_dict(model.state_dict())
+    F.cross_entropy(reference(x), y).backward()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)  # keeps the weights: the gradients are what we check
+    accumulated_update(model, optimizer, make_loss(model.config, (0,)), x, y, micro_batch)
+    for p, p_ref in zip(model.parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, p_ref.grad, atol=1e-6, rtol=1e-5)
+
+
+def test_the_loss_is_a_mean_unless_asked_otherwise() -> None:
+    logits, digits = torch.tensor([[2.0, -1.0], [0.5, 0.3]]), torch.tensor([0, 1])
+    softmax_loss = make_loss(ModelConfig(), (0,))
+    assert float(softmax_loss(logits, digits)) == pytest.approx(float(F.cross_entropy(logits, digits)))
+    sigmoid_loss = make_loss(ModelConfig(head="sigmoid"), (0,))
+    targets = torch.tensor([[1.0], [0.0]])
+    expected = F.binary_cross_entropy_with_logits(logits[:, :1], targets)
+    assert float(sigmoid_loss(logits[:, :1], digits)) == pytest.approx(float(expected))
+
+
 def test_an_update_reports_its_summed_loss_and_training_mode_accuracy() -> None:
     torch.manual_seed(0)
     model = MLP(ModelConfig(hidden=(16,)))
