@@ -241,7 +241,7 @@ def test_parity_gate_refuses_a_changed_argmax_even_within_tolerance(shipped_mnis
     model, onnx_path, script_path = shipped_mnist_nn
     x = torch.rand(256, 784, generator=torch.Generator().manual_seed(0))
     with pytest.raises(ParityError, match=r"argmax agreement 0\.\d+"):
-        check_parity(nudged(model, 0, 0.3), onnx_path, script_path, x, tolerance=1.0)
+        check_parity(nudged(model, 3, 0.3), onnx_path, script_path, x, tolerance=1.0)
 
 
 def test_labels_put_the_positive_class_second() -> None:
