@@ -40,6 +40,18 @@ def trained_runs(tmp_path_factory: pytest.TempPathFactory, small_mnist: MNISTSpl
     return out
 
 
+def assert_tensor_specs(meta: dict, outputs: int) -> None:
+    """The input and output entries of metadata.json: the contract the service reads."""
+    assert meta["input"] == {
+        "name": "pixels",
+        "dtype": "float32",
+        "shape": [-1, 784],
+        "range": [0.0, 1.0],
+        "layout": "28x28 row-major; white digit (1.0) on a black background (0.0), as in MNIST",
+    }
+    assert meta["output"] == {"name": "logits", "dtype": "float32", "shape": [-1, outputs], "kind": "logits"}
+
+
 def parity_of(model_dir: Path, run_dir: Path, mnist_root: Path) -> dict[str, float]:
     """Max |probability difference| of each exported file against the run's eager model on the 10k test images."""
     x = load_test_split(DataConfig(root=str(mnist_root), download=False)).x
@@ -73,14 +85,7 @@ def test_export_writes_onnx_torchscript_and_metadata(
     assert meta["name"] == preset
     assert meta["head"] == PRESETS[preset].model.head
     assert len(meta["labels"]) == (10 if outputs == 10 else 2)
-    assert meta["input"] == {
-        "name": "pixels",
-        "dtype": "float32",
-        "shape": [-1, 784],
-        "range": [0.0, 1.0],
-        "layout": "28x28 row-major; white digit (1.0) on a black background (0.0), as in MNIST",
-    }
-    assert meta["output"] == {"name": "logits", "dtype": "float32", "shape": [-1, outputs], "kind": "logits"}
+    assert_tensor_specs(meta, outputs)
     assert meta["labels"] == ([str(d) for d in range(10)] if outputs == 10 else ["not 0/1/2", "0/1/2"])
     assert meta["positive_digits"] == (None if outputs == 10 else [0, 1, 2])
     assert meta["preprocessing"]["normalize"] == {"mean": 0.1307, "std": 0.3081}
@@ -173,14 +178,7 @@ def test_metadata_is_the_contract_the_service_reads(shipped_mnist_nn, head: str)
         "data": run_config["data"],
         "export": dataclasses.asdict(export_cfg),
     }
-    assert meta["input"] == {
-        "name": "pixels",
-        "dtype": "float32",
-        "shape": [-1, 784],
-        "range": [0.0, 1.0],
-        "layout": "28x28 row-major; white digit (1.0) on a black background (0.0), as in MNIST",
-    }
-    assert meta["output"] == {"name": "logits", "dtype": "float32", "shape": [-1, outputs], "kind": "logits"}
+    assert_tensor_specs(meta, outputs)
     assert meta["head"] == head
     assert meta["labels"] == ([str(d) for d in range(10)] if head == "softmax" else ["not 4/7", "4/7"])
     assert meta["positive_digits"] == (None if head == "softmax" else [4, 7])
