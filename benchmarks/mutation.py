@@ -1,6 +1,6 @@
 """Mutation score of the quick test tier over the code that decides answers, recorded in docs/testing.md.
 
-    python -m benchmarks.mutation              # make mutation: about 20 minutes on 2 cores
+    python -m benchmarks.mutation              # make mutation: about 50 minutes on 2 cores
     python -m benchmarks.mutation --report     # summarize the last run again, without re-running
 
 mutmut (configured in pyproject.toml) copies service/ and training/ into mutants/, makes one-line changes
