@@ -1,6 +1,6 @@
 """Re-plant the one-line bugs that once slipped past the suite (issue 11), one at a time, and run the quick tier.
 
-    python -m benchmarks.known_bugs            # about 5 minutes on 2 cores; records docs/testing.md
+    python -m benchmarks.known_bugs            # about 12 minutes on 2 cores; records docs/testing.md
     python -m benchmarks.known_bugs --only 3   # one bug, by number
 
 Each bug is applied to a copy of the repository (the working tree is never touched) and `pytest -m "not slow"
