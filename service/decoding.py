@@ -9,19 +9,21 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import math
 from typing import Literal
 
 import numpy as np
 
 from .runtime import NUM_PIXELS, InputError, validate_pixels
 
+NPY_MAX_HEADER = 1024  # bytes of .npy header; NumPy writes ~128 for a plain array
 UINT8_SCALE = 255.0  # uint8 pixel -> [0, 1], as in training (torchvision's ToTensor)
 
 
 def pixels_from_rows(images: list[list[float]], max_rows: int | None = None) -> np.ndarray:
     """JSON rows of 784 floats in [0, 1] -> (N, 784) float32."""
     try:
-        pixels = np.asarray(images, dtype=np.float32)
+        pixels = np.asarray(images, dtype=np.float64)  # JSON numbers are doubles: 1e39 is out of range, not inf
     except ValueError as exc:  # ragged rows
         raise InputError("images", f"every image must have exactly {NUM_PIXELS} values") from exc
     return validate_pixels(pixels, "images", max_rows)
@@ -39,10 +41,7 @@ def pixels_from_base64(
     except (binascii.Error, ValueError) as exc:
         raise InputError("data", "not valid base64") from exc
     if format == "npy":
-        try:
-            array = np.load(io.BytesIO(raw), allow_pickle=False)
-        except (ValueError, OSError, EOFError) as exc:
-            raise InputError("data", f"not a readable .npy file ({exc})") from exc
+        array = array_from_npy(raw, max_rows)
     else:
         image_bytes = NUM_PIXELS * np.dtype(dtype).itemsize
         if len(raw) == 0 or len(raw) % image_bytes:
@@ -53,3 +52,32 @@ def pixels_from_base64(
     elif not np.issubdtype(array.dtype, np.floating):
         raise InputError("data", f"dtype {array.dtype} is not supported; use uint8 or float32")
     return validate_pixels(array, "data", max_rows)
+
+
+def array_from_npy(raw: bytes, max_rows: int | None = None) -> np.ndarray:
+    """A .npy file's array, its header checked first: a header may declare any shape, and np.load would
+    allocate it (a (10**12, 784) header was a MemoryError, a (5e6, 784) one 15.7 GB) before finding the data
+    short. Only (N, 784) and (N, 28, 28) of uint8 or floats within the image limit are read, without a copy."""
+    stream = io.BytesIO(raw)
+    try:
+        version = np.lib.format.read_magic(stream)
+        if version not in ((1, 0), (2, 0), (3, 0)):
+            raise ValueError(f"unsupported .npy version {version}")
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran_order, dtype = read_header(stream, max_header_size=NPY_MAX_HEADER)
+    except (ValueError, OSError, EOFError, SyntaxError, TypeError) as exc:
+        reason = str(exc).split(". ")[0].splitlines()[0] if str(exc) else exc.__class__.__name__
+        raise InputError("data", f"not a readable .npy file ({reason})") from exc
+    if len(shape) not in (2, 3) or math.prod(shape[1:]) != NUM_PIXELS:
+        raise InputError("data", f"expected shape (N, 784) or (N, 28, 28), got {tuple(shape)}")
+    if max_rows is not None and shape[0] > max_rows:
+        raise InputError("data", f"{shape[0]} images in one request; the limit is {max_rows}")
+    if dtype.hasobject or not (dtype == np.uint8 or np.issubdtype(dtype, np.floating)):
+        raise InputError("data", f"dtype {dtype} is not supported; use uint8 or float32")
+    data = memoryview(raw)[stream.tell() :]
+    if len(data) != math.prod(shape) * dtype.itemsize:
+        raise InputError(
+            "data", f".npy data is {len(data)} bytes; its header declares {math.prod(shape) * dtype.itemsize}"
+        )
+    array = np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran_order else "C")
+    return array.reshape(len(array), NUM_PIXELS)

@@ -3,19 +3,40 @@
 MNIST digits were size-normalized to fit a 20x20 box (keeping their aspect ratio) and centred by their
 centre of mass in a 28x28 field. Photos and scans are usually dark ink on light paper, so an image whose
 border is lighter than its middle is inverted first; an image that is already light-on-dark is kept.
+
+Uploads are untrusted: `pixels_from_upload` is the one entry point, and whatever the decoder raises on a
+hostile or broken file (Pillow raises OSError, SyntaxError, ValueError, TypeError, struct.error, ... by
+format) becomes an InputError, answered 400.
 """
 
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
-from .runtime import InputError
+from .runtime import NUM_PIXELS, InputError
 
 MAX_PIXELS = 4096 * 4096  # decompression-bomb guard: refuse larger pictures before decoding them
 INK_THRESHOLD = 0.2  # fraction of full intensity above which a pixel counts as ink when cropping
+WIDE_MODES = {"I;16": 65535.0, "I;16L": 65535.0, "I;16B": 65535.0, "I;16N": 65535.0, "I": 65535.0}
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # IHDR colour type -> samples per pixel
+ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+
+
+def pixels_from_upload(data: bytes, field: str = "image") -> np.ndarray:
+    """An uploaded file -> (784,) float32 in [0, 1], or InputError naming the problem."""
+    image = decode_image(data, field)
+    try:
+        return mnist_from_image(image)
+    except (InputError, MemoryError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - a mode or file Pillow opened but cannot convert
+        raise InputError(field, f"cannot be converted to greyscale ({image.mode}: {exc}); send a PNG or JPEG") from exc
 
 
 def decode_image(data: bytes, field: str = "image") -> Image.Image:
@@ -28,14 +49,61 @@ def decode_image(data: bytes, field: str = "image") -> Image.Image:
         image.load()
     except InputError:
         raise
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise InputError(field, f"not a readable image ({exc.__class__.__name__}); send a PNG or JPEG file") from exc
+    except Exception as exc:  # noqa: BLE001 - every decoder failure on untrusted bytes is the client's file
+        reason = f"{exc.__class__.__name__}: {exc}"[:200]
+        raise InputError(field, f"not a readable image ({reason}); send a PNG or JPEG file") from exc
+    if data.startswith(PNG_SIGNATURE) and not png_data_complete(data):
+        raise InputError(field, "truncated PNG: its image data ends before the last row; send the whole file")
     return image
+
+
+def png_data_complete(data: bytes) -> bool:
+    """Whether the PNG's compressed data holds every row its header declares (Pillow zero-fills the rest)."""
+    pos, idat = len(PNG_SIGNATURE), []
+    width = height = depth = colour = interlace = 0
+    while pos + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        body = data[pos + 8 : pos + 8 + length]
+        if kind == b"IHDR" and len(body) == 13:
+            width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", body)
+        elif kind == b"IDAT":
+            idat.append(body)
+        elif kind == b"IEND":
+            break
+        pos += 12 + length
+    bits = PNG_CHANNELS.get(colour, 1) * depth
+    if interlace:
+        passes = [
+            (-(-(height - y0) // dy), -(-(width - x0) // dx)) for x0, y0, dx, dy in ADAM7 if width > x0 and height > y0
+        ]
+    else:
+        passes = [(height, width)]
+    expected = sum(rows * (1 + -(-cols * bits // 8)) for rows, cols in passes)
+    inflater = zlib.decompressobj()
+    got = 0
+    try:
+        for chunk in idat:
+            got += len(inflater.decompress(chunk, max(expected - got, 1)))
+            if got >= expected:
+                return True
+    except zlib.error:
+        return False
+    return got >= expected
 
 
 def to_grayscale(image: Image.Image) -> np.ndarray:
     """Any mode (RGBA, palette, 16-bit...) -> (H, W) float32 in [0, 1]; transparency is composited on white."""
     image = ImageOps.exif_transpose(image)
+    if image.mode in WIDE_MODES:  # 16-bit greyscale: scale to [0, 1]; Pillow's convert("L") clips at 255
+        wide = np.asarray(image, dtype=np.float32)
+        gray = np.clip(wide / WIDE_MODES[image.mode], 0.0, 1.0)
+        if "transparency" in image.info:
+            gray[wide == image.info["transparency"]] = 1.0
+        return gray
+    if image.mode == "F":  # 32-bit float (TIFF): [0, 1] as is, anything larger scaled by its own maximum
+        gray = np.nan_to_num(np.asarray(image, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+        top = float(gray.max()) if gray.size else 0.0
+        return np.clip(gray / top if top > 1.0 else gray, 0.0, 1.0)
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:  # alpha, or a transparent colour
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
@@ -56,7 +124,7 @@ def mnist_from_image(image: Image.Image) -> np.ndarray:
         gray = 1.0 - gray
     ink = gray > INK_THRESHOLD * max(float(gray.max()), 1e-6)
     if not ink.any():
-        return np.zeros(784, dtype=np.float32)  # a blank picture stays blank
+        return np.zeros(NUM_PIXELS, dtype=np.float32)  # a blank picture stays blank
     rows, cols = np.nonzero(ink)
     crop = gray[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
     scale = 20.0 / max(crop.shape)
@@ -68,11 +136,13 @@ def mnist_from_image(image: Image.Image) -> np.ndarray:
     canvas = np.zeros((28, 28), dtype=np.float32)
     top, left = (28 - digit.shape[0]) // 2, (28 - digit.shape[1]) // 2
     canvas[top : top + digit.shape[0], left : left + digit.shape[1]] = digit
-    # shift so the centre of mass lands on the centre, as MNIST did, without pushing ink off the canvas
     total = canvas.sum()
+    if total == 0:  # faint ink (a 254 on 255 white) that rounds away at 8 bits: nothing left to centre
+        return canvas.reshape(NUM_PIXELS)
+    # shift so the centre of mass lands on the centre, as MNIST did, without pushing ink off the canvas
     cy = (canvas.sum(axis=1) * np.arange(28)).sum() / total
     cx = (canvas.sum(axis=0) * np.arange(28)).sum() / total
     dy = int(np.clip(round(13.5 - cy), -top, 28 - top - digit.shape[0]))
     dx = int(np.clip(round(13.5 - cx), -left, 28 - left - digit.shape[1]))
     canvas = np.roll(canvas, (dy, dx), axis=(0, 1))  # the clip above keeps ink from wrapping around
-    return canvas.reshape(784)  # already in [0, 1]: uint8 / 255
+    return canvas.reshape(NUM_PIXELS)  # already in [0, 1]: uint8 / 255

@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ DEVICES = ("auto", "cuda", "cpu")
 # models/ beside service/: the same layout in the repo and inside a built bento (src/models, src/service)
 DEFAULT_MODELS_DIR = str(Path(__file__).resolve().parents[1] / "models")
 NUM_PIXELS = 28 * 28  # the input contract: 28x28 row-major
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # a folder of models_dir, never a path out of it
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 
@@ -76,6 +78,11 @@ class RuntimeConfig:
     warmup_rows: int = 64  # rows of the dummy batch run before the service reports ready
 
     def __post_init__(self) -> None:
+        if not MODEL_NAME.fullmatch(self.model):
+            raise ValueError(
+                f"model: got {self.model!r}; a model is a folder name in {self.models_dir}/ "
+                "(letters, digits, '.', '_', '-'; no path)"
+            )
         if self.device not in DEVICES:
             raise ValueError(f"device: got {self.device!r}; allowed: {', '.join(DEVICES)}")
         if self.intra_op_threads < 0:
@@ -278,11 +285,12 @@ def validate_pixels(pixels: np.ndarray, field: str = "images", max_rows: int | N
         raise InputError(field, f"{len(pixels)} images in one request; the limit is {max_rows}")
     if not np.issubdtype(pixels.dtype, np.number):
         raise InputError(field, f"values must be numbers, got dtype {pixels.dtype}")
-    pixels = np.ascontiguousarray(pixels, dtype=np.float32)
-    low, high = float(pixels.min()), float(pixels.max())  # NaN propagates, so one pass checks all (hot path)
+    # Checked before the cast to float32, which would turn 1e39 into inf. NaN propagates through min and max,
+    # so one pass checks all (hot path).
+    low, high = float(pixels.min()), float(pixels.max())
     if not (low >= 0.0 and high <= 1.0):
         if not np.isfinite(pixels).all():
             row = int(np.nonzero(~np.isfinite(pixels).all(axis=1))[0][0])
             raise InputError(f"{field}[{row}]", "NaN or infinite value")
         raise InputError(field, f"values must be in [0, 1] (pixel / 255); got min {low:g}, max {high:g}")
-    return pixels
+    return np.ascontiguousarray(pixels, dtype=np.float32)

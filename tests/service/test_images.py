@@ -1,14 +1,30 @@
 from __future__ import annotations
 
 import io
+import struct
+import warnings
+import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from service.images import decode_image, light_background, mnist_from_image, to_grayscale
+from service import images
+from service.images import (
+    ADAM7,
+    decode_image,
+    light_background,
+    mnist_from_image,
+    pixels_from_upload,
+    png_data_complete,
+    to_grayscale,
+)
 from service.runtime import InputError, ModelRuntime, RuntimeConfig
 from tests.conftest import MODELS_DIR
+from tests.service.bad_inputs import png_chunk, png_with_rows
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
 
 
 def png_bytes(image: Image.Image, fmt: str = "PNG") -> bytes:
@@ -199,5 +215,79 @@ def test_the_size_limit_is_named_and_exact() -> None:
 def test_decoding_errors_name_the_field_and_the_fix() -> None:
     with pytest.raises(InputError, match="^upload: empty upload: send a PNG or JPEG file$"):
         decode_image(b"", field="upload")
-    with pytest.raises(InputError, match=r"^image: not a readable image \(UnidentifiedImageError\); send a PNG"):
+    with pytest.raises(
+        InputError,
+        match=r"^image: not a readable image \(UnidentifiedImageError: cannot identify image file .*\); send a PNG",
+    ):
         decode_image(b"definitely not an image")
+
+
+def sixteen_bit(gray8: np.ndarray) -> Image.Image:
+    return Image.fromarray(gray8.astype(np.uint16) * 257)  # 0..255 -> 0..65535: the same picture in 16 bits
+
+
+def test_16_bit_greyscale_is_scaled_not_clipped(default_runtime: ModelRuntime) -> None:
+    """Pillow's convert("L") clips 16-bit values at 255: a 7 as a 16-bit PNG was answered "8", as a scan "5"."""
+    seven = np.asarray(decode_image((EXAMPLES / "seven.png").read_bytes()).convert("L"))
+    wide = decode_image(png_bytes(sixteen_bit(seven)))
+    assert wide.mode == "I;16"
+    np.testing.assert_array_equal(mnist_from_image(wide), mnist_from_image(Image.fromarray(seven)))
+    scan = (0.2 + 0.7 * (seven / 255.0)) * 65535  # ink at 20%, paper at 90%, as a 16-bit scanner writes it
+    as_scan = mnist_from_image(decode_image(png_bytes(Image.fromarray(scan.astype(np.uint16)))))
+    assert default_runtime.predict(as_scan.reshape(1, 784)).label_indices.tolist() == [7]
+
+
+def test_16_bit_transparent_colour_is_white() -> None:
+    image = sixteen_bit(np.zeros((4, 4), np.uint8))
+    image.info["transparency"] = 0
+    assert to_grayscale(image).tolist() == np.ones((4, 4)).tolist()
+
+
+def test_a_float_tiff_is_scaled_by_its_maximum() -> None:
+    image = Image.fromarray(np.array([[0.0, 500.0], [1000.0, np.nan]], np.float32))
+    assert to_grayscale(image).tolist() == [[0.0, 0.5], [1.0, 0.0]]
+
+
+def test_a_faint_mark_on_white_is_blank_not_nan() -> None:
+    page = np.full((50, 50), 255, np.uint8)
+    page[10, 10] = 254  # inverted and scaled: 1/255, which rounds away when the crop is resized at 8 bits
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "invalid value encountered in divide"
+        pixels = pixels_from_upload(png_bytes(Image.fromarray(page)))
+    assert pixels.tolist() == [0.0] * 784
+
+
+def interlaced_png(width: int, height: int, keep: float = 1.0) -> bytes:
+    """A greyscale Adam7 PNG by hand (Pillow reads them but cannot write them); `keep` of its data."""
+    raw = b""
+    for x0, y0, dx, dy in ADAM7:
+        cols, rows = len(range(x0, width, dx)), len(range(y0, height, dy))
+        if cols and rows:
+            raw += (b"\x00" + b"\x7f" * cols) * rows
+    data = zlib.compress(raw[: int(len(raw) * keep)])
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 1)
+    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", data) + png_chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize(("width", "height"), [(1, 1), (3, 5), (17, 9), (64, 64)])
+def test_whole_png_data_is_complete_and_a_short_one_is_not(width: int, height: int) -> None:
+    whole = interlaced_png(width, height)
+    assert png_data_complete(whole)
+    assert decode_image(whole).size == (width, height)
+    assert not png_data_complete(interlaced_png(width, height, keep=0.9))
+    assert png_data_complete(png_with_rows(width, height, height))
+    assert not png_data_complete(png_with_rows(width, height, height - 1))
+
+
+def test_a_truncated_png_is_refused_not_zero_filled() -> None:
+    with pytest.raises(InputError, match="^image: truncated PNG: its image data ends before the last row"):
+        decode_image(png_with_rows(1000, 1000, 1))
+
+
+def test_a_mode_that_cannot_become_grey_is_an_input_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(image: Image.Image) -> np.ndarray:
+        raise ValueError("conversion from LAB to L not supported")
+
+    monkeypatch.setattr(images, "to_grayscale", broken)
+    with pytest.raises(InputError, match=r"^image: cannot be converted to greyscale \(L: conversion from LAB"):
+        pixels_from_upload(png_bytes(Image.new("L", (8, 8))))
