@@ -1,43 +1,46 @@
-"""The hot path: /predict and /predict_bytes served beside BentoML's per-request API layer, through its batcher.
+"""The hot path: /predict and /predict_bytes answered beside BentoML's per-request API layer, through its batcher.
 
 Profiled under one-image load (docs/benchmarks.md, "Performance work on the service"), BentoML's API layer
 (routing, the request context, serde and the generated IO models, a dispatcher wrapper built per request,
 background tasks) took about half of each request's CPU, and a bare FastAPI app served twice the requests.
-This middleware answers a request that validates with the very same pydantic models, batched by BentoML's
-adaptive batcher (its CorkDispatcher, the algorithm `@bentoml.api(batchable=True)` uses), and writes the
-same JSON.
-
-Everything else stays BentoML's: the middlewares outside this one (request metrics, timeout, tracing, the
-413/415 guard), readiness, the OpenAPI page and the other routes. A body this path cannot validate is replayed
-to BentoML's route, so every error response comes from one place. MNIST_FAST_PATH=0 turns the path off.
+`FastPredictor` answers a request validated with the very same pydantic models (by service/doors.py),
+batched by BentoML's adaptive batcher (its CorkDispatcher, the algorithm `@bentoml.api(batchable=True)`
+uses), and writes the same JSON. It also bounds the batcher's queue: past MNIST_MAX_QUEUE requests, a new
+one is refused at once with 503 and Retry-After instead of waiting behind a backlog it cannot beat.
+MNIST_FAST_PATH=0 hands both routes back to BentoML's API layer.
 """
 
 from __future__ import annotations
 
 import functools
-import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 import bentoml
 import numpy as np
-from bentoml._internal.marshal.dispatcher import CorkDispatcher
-from bentoml.exceptions import BentoMLException
-from prometheus_client import Histogram
+from prometheus_client import Counter, Histogram
 from pydantic import ValidationError
 
 from .batching import RequestContainer
-from .guard import ASGIApp, Receive, Scope, Send, error_body, replay, send_error, send_json
+from .compat import RecoveringCorkDispatcher
+from .errors import ClientError
 from .predictor import RequestBatch, ResponseBatch
 from .runtime import Activation
 from .schemas import PixelRequest, PredictResponse
 from .settings import Batching
 
-log = logging.getLogger("service.fastpath")
-
-UNEXPECTED = "An unexpected error has occurred, please check the server log."  # BentoML's own 500 text
+RETRY_AFTER_S = 1  # what a shed request is told; a batch takes milliseconds, so the queue drains well within it
 _OVERLOADED = object()  # what the batcher returns for a request it dropped past its latency budget
+
+
+@functools.cache
+def shed_counter() -> Counter:
+    return bentoml.metrics.Counter(
+        name="mnist_requests_shed",
+        documentation="Requests refused with 503 because the adaptive batcher's queue was full (MNIST_MAX_QUEUE)",
+        labelnames=["route"],
+    )
 
 
 @functools.cache
@@ -66,10 +69,11 @@ class FastPredictor:
         self.predictor = predictor
         self.batching = batching
         self._infer: Callable | None = None
+        self._queued = 0
         if batching.enabled:
             # Wrapped once here (BentoML's route wraps its callback again for every request). One batcher for
             # both routes: JSON and binary requests share ONNX Runtime calls.
-            self._infer = CorkDispatcher(
+            self._infer = RecoveringCorkDispatcher(
                 max_latency_in_ms=batching.max_latency_ms,
                 max_batch_size=batching.max_batch_size,
                 fallback=lambda: _OVERLOADED,
@@ -81,58 +85,48 @@ class FastPredictor:
         batch, _ = RequestContainer.batches_to_batch(requests)
         return self.predictor.predict_batch(batch).responses
 
-    async def answer(self, route: str, body: bytes) -> tuple[int, bytes] | None:
-        """(status, JSON body), or None when the body does not validate: BentoML's route then answers it."""
+    @property
+    def queued(self) -> int:
+        """Requests waiting for, or in, an ONNX Runtime call of the batcher."""
+        return self._queued
+
+    def admit(self, route: str) -> None:
+        """Refuse at once (503 + Retry-After) when the queue is full: a request admitted past it would only
+        wait longer than the latency budget, and its wait would slow every request behind it."""
+        if self._queued >= self.batching.max_queue:
+            shed_counter().labels(route=route).inc()
+            raise ClientError(
+                503,
+                f"overloaded: {self._queued} requests are queued (MNIST_MAX_QUEUE={self.batching.max_queue}); "
+                f"retry after {RETRY_AFTER_S} s",
+                headers={"retry-after": str(RETRY_AFTER_S)},
+            )
+
+    async def respond(self, route: str, body: bytes) -> bytes:
+        """A request body -> the JSON body of its 200, or ClientError: 503 when full, 400 naming the field."""
+        self.admit(route)  # before parsing anything: shedding must cost less than serving
         try:
             request = self.routes[route].model_validate_json(body)
-        except ValidationError:
-            return None
+        except ValidationError as exc:
+            raise ClientError.from_validation(exc) from None
+        return await self.answer(request)
+
+    async def answer(self, request: PixelRequest) -> bytes:
+        """A validated request -> the JSON body of its 200 (or ClientError 503 when the batcher dropped it)."""
         if self._infer is None:
             response = self.predictor.respond(request.pixels, request.activation)
         else:
-            response = await self._infer(request)
+            self._queued += 1
+            try:
+                response = await self._infer(request)
+            finally:
+                self._queued -= 1
             if response is _OVERLOADED:
                 limit = self.batching.max_latency_ms
-                return 503, error_body(f"overloaded: the request waited past the batching budget of {limit} ms; retry")
-        return 200, PredictResponse.__pydantic_serializer__.to_json(response)
-
-
-class FastPath:
-    """ASGI middleware: POSTs to the predictor's routes go to `bentoml.get_current_service().fast_predictor`."""
-
-    def __init__(self, app: ASGIApp, routes: Sequence[str]) -> None:
-        self.app = app
-        self.routes = frozenset(routes)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in self.routes:
-            await self.app(scope, receive, send)
-            return
-        body = await _read_body(receive)
-        if body is None:
-            return  # the client went away
-        try:
-            predictor: FastPredictor | None = bentoml.get_current_service().fast_predictor
-        except BentoMLException:  # not started yet: BentoML's route answers as it would
-            predictor = None
-        try:
-            answer = None if predictor is None else await predictor.answer(scope["path"], body)
-        except Exception:
-            log.exception("POST %s failed", scope["path"])
-            await send_error(send, 500, UNEXPECTED)
-            return
-        if answer is None:
-            await self.app(scope, replay(body, receive), send)
-            return
-        await send_json(send, *answer)
-
-
-async def _read_body(receive: Receive) -> bytes | None:
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return None
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+                raise ClientError(
+                    503,
+                    f"overloaded: the request waited past the batching budget of {limit} ms; "
+                    f"retry after {RETRY_AFTER_S} s",
+                    headers={"retry-after": str(RETRY_AFTER_S)},
+                )
+        return PredictResponse.__pydantic_serializer__.to_json(response)

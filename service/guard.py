@@ -1,14 +1,23 @@
-"""ASGI middleware that answers oversized bodies (413) and wrong content types (415) before BentoML parses them.
+"""ASGI middleware in front of everything: HTTP-level limits and the optional API token, before BentoML parses.
 
-BentoML reads any body as JSON when the content type is unknown, and reads it whole whatever its size;
-this guard makes both limits explicit and documented.
+- headers: more than `max_headers` or `max_header_bytes` in all -> 431 (uvicorn's httptools parser has no
+  limit of its own: a 64 MiB header was accepted);
+- guarded routes: a wrong Content-Type -> 415 (BentoML reads any body as JSON when the type is unknown), a
+  body over `max_body_bytes` -> 413 (declared or counted), a body that does not arrive within
+  `body_timeout_s` -> 408 (a Content-Length larger than the body was held 30 s, then 504);
+- with a token set (MNIST_API_TOKEN), guarded routes need `Authorization: Bearer <token>` -> else 401.
+  Health, readiness, metrics and the OpenAPI page stay open: orchestrators and scrapers call them.
+Every refusal is one line in the refusal log (service/errors.py).
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Awaitable, Callable, Iterable
+import asyncio
+import hmac
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
+
+from .errors import ClientError, refusals
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -17,18 +26,16 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-def error_body(message: str) -> bytes:
-    return json.dumps({"error": message}).encode()
-
-
-async def send_json(send: Send, status: int, body: bytes) -> None:
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
+async def send_json(send: Send, status: int, body: bytes, headers: Mapping[str, str] | None = None) -> None:
+    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    raw += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body})
 
 
-async def send_error(send: Send, status: int, message: str) -> None:
-    await send_json(send, status, error_body(message))
+async def send_refusal(scope: Scope, send: Send, exc: ClientError) -> None:
+    refusals.refused(scope.get("method", ""), scope.get("path", ""), exc.status, exc.message)
+    await send_json(send, exc.status, exc.body(), exc.headers)
 
 
 class RequestGuard:
@@ -38,41 +45,80 @@ class RequestGuard:
         max_body_bytes: int,
         json_routes: Iterable[str] = (),
         upload_routes: Iterable[str] = (),
+        max_headers: int = 100,
+        max_header_bytes: int = 16384,
+        body_timeout_s: float = 30.0,
+        api_token: str = "",
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.expected = dict.fromkeys(json_routes, "application/json") | dict.fromkeys(
             upload_routes, "multipart/form-data"
         )
+        self.max_headers = max_headers
+        self.max_header_bytes = max_header_bytes
+        self.body_timeout_s = body_timeout_s
+        self.token = f"Bearer {api_token}".encode() if api_token else b""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in self.expected:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = dict(scope["headers"])
-        content_type = headers.get(b"content-type", b"").decode("latin-1").split(";")[0].strip().lower()
-        expected = self.expected[scope["path"]]
-        if content_type != expected and not (content_type == "" and expected == "application/json"):
-            await send_error(send, 415, f"Content-Type must be {expected} for {scope['path']}, got {content_type!r}")
+        try:
+            receive = await self.check(scope, receive)
+        except ClientError as exc:
+            await send_refusal(scope, send, exc)
             return
+        if receive is not None:
+            await self.app(scope, receive, send)
+
+    async def check(self, scope: Scope, receive: Receive) -> Receive | None:
+        """The receive() to hand on (the body already read, for guarded POSTs), None if the client left."""
+        raw_headers = scope["headers"]
+        size = sum(len(k) + len(v) for k, v in raw_headers)
+        if len(raw_headers) > self.max_headers or size > self.max_header_bytes:
+            raise ClientError(
+                431,
+                f"request headers: {len(raw_headers)} headers of {size} bytes in all; "
+                f"the limits are {self.max_headers} headers and {self.max_header_bytes} bytes",
+            )
+        path = scope["path"]
+        if path not in self.expected and path != "/metadata":
+            return receive
+        headers = dict(raw_headers)
+        if self.token and not hmac.compare_digest(headers.get(b"authorization", b""), self.token):
+            raise ClientError(
+                401,
+                "missing or wrong API token: send 'Authorization: Bearer <token>'",
+                headers={"www-authenticate": "Bearer"},
+            )
+        if scope["method"] != "POST" or path not in self.expected:
+            return receive
+        content_type = headers.get(b"content-type", b"").decode("latin-1").split(";")[0].strip().lower()
+        expected = self.expected[path]
+        if content_type != expected and not (content_type == "" and expected == "application/json"):
+            raise ClientError(415, f"Content-Type must be {expected} for {path}, got {content_type!r}")
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            await send_error(send, 413, f"request body of {int(declared)} bytes exceeds {self.max_body_bytes}")
-            return
-        if declared is None:  # chunked: read it here, counting, then hand the app the whole body
-            body = bytearray()
-            while True:
-                message = await receive()
-                if message["type"] != "http.request":
-                    return  # the client went away
-                body += message.get("body", b"")
-                if len(body) > self.max_body_bytes:
-                    await send_error(send, 413, f"request body exceeds {self.max_body_bytes} bytes")
-                    return
-                if not message.get("more_body", False):
-                    break
-            receive = replay(bytes(body), receive)
-        await self.app(scope, receive, send)
+            raise ClientError(413, f"request body of {int(declared)} bytes exceeds {self.max_body_bytes}")
+        try:
+            async with asyncio.timeout(self.body_timeout_s):
+                body = await self.read_body(receive)
+        except TimeoutError:
+            raise ClientError(408, f"the request body did not arrive within {self.body_timeout_s:g} s") from None
+        return None if body is None else replay(body, receive)
+
+    async def read_body(self, receive: Receive) -> bytes | None:
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return None  # the client went away
+            body += message.get("body", b"")
+            if len(body) > self.max_body_bytes:
+                raise ClientError(413, f"request body exceeds {self.max_body_bytes} bytes")
+            if not message.get("more_body", False):
+                return bytes(body)
 
 
 def replay(body: bytes, receive: Receive) -> Receive:

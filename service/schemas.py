@@ -10,11 +10,30 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StrictFloat, model_validator
 
 from .decoding import pixels_from_base64, pixels_from_rows
-from .runtime import Activation
+from .runtime import NUM_PIXELS, Activation
 from .settings import settings
 
-# fail_fast: report the first bad value, not 784 x N errors (a cheap way to flood logs and responses)
-PixelRow = Annotated[list[StrictFloat], Field(fail_fast=True)]
+# fail_fast: report the first bad value, not 784 x N errors (a cheap way to flood logs and responses). The
+# schema's bounds are what validate_pixels enforces, written into the OpenAPI document without a second,
+# per-value check in pydantic (784 constraint checks per image on the hot path).
+PixelRow = Annotated[
+    list[StrictFloat],
+    Field(
+        fail_fast=True,
+        json_schema_extra={
+            "minItems": NUM_PIXELS,
+            "maxItems": NUM_PIXELS,
+            "items": {"type": "number", "minimum": 0, "maximum": 1},
+        },
+    ),
+]
+
+
+def _image_count_bounds(schema: dict[str, Any]) -> None:
+    """1 to MNIST_MAX_IMAGES images, read when the OpenAPI document is built (after the settings)."""
+    schema.update(minItems=1, maxItems=settings().limits.max_images)
+
+
 ACTIVATION_DOC = "softmax or sigmoid; default: the model's head (softmax for 10 classes, sigmoid for the pigeon)"
 
 
@@ -27,6 +46,8 @@ def _example_image() -> list[float]:
 
 class PixelRequest(BaseModel):
     """Base of every batchable request: after validation it holds `pixels`, (N, 784) float32 in [0, 1]."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt "activaton" is refused, not ignored
 
     activation: Activation | None = Field(default=None, description=ACTIVATION_DOC)
     _pixels: np.ndarray = PrivateAttr()
@@ -48,14 +69,15 @@ class PixelRequest(BaseModel):
 
 class PredictRequest(PixelRequest):
     model_config = ConfigDict(
+        extra="forbid",
         json_schema_extra={"example": {"images": [_example_image()], "activation": None}},
     )
 
     images: list[PixelRow] = Field(
         description="One row of 784 pixels per image, 28x28 row-major, values in [0, 1] (pixel / 255), "
         "white digit on black as in MNIST.",
-        exclude=True,
         fail_fast=True,
+        json_schema_extra=_image_count_bounds,
     )
 
     @model_validator(mode="after")
@@ -67,19 +89,20 @@ class PredictRequest(PixelRequest):
 
 class PredictBytesRequest(PixelRequest):
     model_config = ConfigDict(
+        extra="forbid",
         json_schema_extra={
             "example": {  # OpenAPI 3.0's singular form: BentoML's spec model has no "examples"
                 "data": base64.b64encode((np.array(_example_image()) * 255).astype(np.uint8).tobytes()).decode(),
                 "format": "raw",
                 "dtype": "uint8",
             }
-        }
+        },
     )
 
     data: str = Field(
         description="base64 of the images: raw bytes (N x 784 values, row-major) or a .npy file "
         "of shape (N, 784) or (N, 28, 28)",
-        exclude=True,
+        json_schema_extra={"minLength": 4, "pattern": "^[A-Za-z0-9+/]*={0,2}$"},
     )
     format: Literal["raw", "npy"] = Field(default="raw", description="raw bytes, or a NumPy .npy file")
     dtype: Literal["uint8", "float32"] = Field(

@@ -13,6 +13,7 @@ BentoML adds GET /livez, /readyz (after the model is loaded and warmed up) and /
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import logging
 from pathlib import Path
@@ -24,18 +25,30 @@ from starlette.responses import JSONResponse
 
 from . import compat
 from .batching import register_containers
-from .fastpath import FastPath, FastPredictor
+from .doors import Doors
+from .fastpath import FastPredictor
 from .guard import RequestGuard
-from .images import decode_image, mnist_from_image
+from .images import pixels_from_upload
+from .logs import configure_logging
 from .predictor import Predictor, RequestBatch, ResponseBatch
-from .runtime import ACTIVATIONS, Activation, InputError, ModelRuntime
+from .runtime import ACTIVATIONS, NUM_PIXELS, Activation, InputError, ModelLoadError, ModelRuntime
 from .schemas import BatchingInfo, ModelInfo, PixelRequest, PredictBytesRequest, PredictRequest, PredictResponse
-from .settings import settings
+from .settings import ServiceSettings, settings
 
 log = logging.getLogger("service")
 
+
+def settings_or_exit() -> ServiceSettings:
+    """The settings; a bad one ends `bentoml serve` with one line naming the variable, not a traceback."""
+    try:
+        return settings()
+    except ValueError as exc:
+        raise SystemExit(f"mnist-serve: cannot serve: {exc}") from None
+
+
 # BentoML fixes batching and worker settings when the class is defined, so they are read here.
-BATCHING = settings().batching
+SETTINGS = settings_or_exit()
+BATCHING = SETTINGS.batching
 BATCHED = {
     "batchable": BATCHING.enabled,
     "max_batch_size": BATCHING.max_batch_size,
@@ -54,12 +67,23 @@ UPLOAD_ROUTES = ("/predict_image",)
     logging={"access": {"enabled": False}},  # a log line per request: 10-35% of throughput (measured in issue 3)
     # OpenTelemetry's middleware cost 36% of throughput on the predict routes even with sampling off (the
     # default), so they are excluded; MNIST_TRACE_PREDICT=1 keeps them traced for operators who sample.
-    tracing={"excluded_urls": [] if settings().trace_predict else ["/predict", "/predict_bytes", "/predict_image"]},
+    tracing={"excluded_urls": [] if SETTINGS.trace_predict else ["/predict", "/predict_bytes", "/predict_image"]},
 )
 class MNISTService:
+    @bentoml.on_deployment
+    def verify_model() -> None:
+        """Runs once in `bentoml serve`'s own process before any worker starts. A model that cannot be served
+        (missing, corrupt, mismatched, CUDA required but absent) or a bad setting ends the command within
+        seconds, exit status 1 and one line saying why, instead of BentoML restarting the worker forever."""
+        try:
+            ModelRuntime(dataclasses.replace(SETTINGS.runtime, warmup_rows=1))
+        except (ModelLoadError, ValueError) as exc:
+            raise SystemExit(f"mnist-serve: cannot serve: {exc}") from None
+
     def __init__(self) -> None:
         register_containers()
-        self.settings = settings()
+        self.settings = SETTINGS
+        configure_logging(self.settings.log_format)
         self.runtime = ModelRuntime(self.settings.runtime)
         meta = self.runtime.metadata
         bentoml.metrics.Gauge(
@@ -108,8 +132,9 @@ class MNISTService:
 
         It is turned into MNIST's convention (white digit on black, fit in 20x20, centred by mass in 28x28).
         """
+        # service/doors.py answers this route; BentoML's handler only runs before the service has started.
         try:
-            pixels = mnist_from_image(decode_image(Path(image).read_bytes())).reshape(1, 784)
+            pixels = pixels_from_upload(Path(image).read_bytes()).reshape(1, NUM_PIXELS)
         except InputError as exc:
             return JSONResponse({"error": str(exc), "field": exc.field}, status_code=400)  # type: ignore[return-value]
         return self.predictor.respond(pixels, activation)
@@ -139,17 +164,22 @@ class MNISTService:
             limits={
                 "max_images_per_request": self.settings.limits.max_images,
                 "max_body_bytes": self.settings.limits.max_body_bytes,
+                "max_queued_requests": BATCHING.max_queue,
             },
             startup_seconds=round(runtime.startup_seconds, 3),
         )
 
 
 compat.install()
-MNISTService.add_asgi_middleware(
+LIMITS = SETTINGS.limits
+MNISTService.add_asgi_middleware(  # added first: the outer of the two
     RequestGuard,
-    max_body_bytes=settings().limits.max_body_bytes,
+    max_body_bytes=LIMITS.max_body_bytes,
     json_routes=JSON_ROUTES,
     upload_routes=UPLOAD_ROUTES,
+    max_headers=LIMITS.max_headers,
+    max_header_bytes=LIMITS.max_header_bytes,
+    body_timeout_s=LIMITS.body_timeout_s,
+    api_token=SETTINGS.api_token,
 )
-if settings().fast_path:
-    MNISTService.add_asgi_middleware(FastPath, routes=tuple(PREDICT_MODELS))  # inside the guard
+MNISTService.add_asgi_middleware(Doors, fast_path=SETTINGS.fast_path)

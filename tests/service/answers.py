@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from service.errors import ClientError
+from service.fastpath import FastPredictor
 from service.runtime import ModelRuntime
 from service.schemas import PredictResponse
 
@@ -19,3 +21,11 @@ def assert_answers(
     assert [p.label for p in response.predictions] == [meta.labels[i] for i in expected.label_indices]
     got = np.array([p.probabilities for p in response.predictions])
     np.testing.assert_allclose(got, expected.probabilities, rtol=1e-5, atol=1e-6)
+
+
+async def answer(fast: FastPredictor, route: str, payload: bytes) -> tuple[int, bytes]:
+    """(status, body) as the door sends them: the fast path's JSON, or its refusal."""
+    try:
+        return 200, await fast.respond(route, payload)
+    except ClientError as exc:
+        return exc.status, exc.body()

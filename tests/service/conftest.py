@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
+from starlette.testclient import TestClient
 
 from loadtests.payloads import load_sample
 from service.predictor import Predictor
@@ -35,3 +38,30 @@ def predictor(request: pytest.FixtureRequest) -> Predictor:
 def sample() -> tuple[np.ndarray, np.ndarray]:
     """512 MNIST test images as uint8 (N, 784) and their digits, shipped with the load tests."""
     return load_sample()
+
+
+@pytest.fixture(scope="session")
+def client() -> Iterator[TestClient]:
+    """The whole app in-process (BentoML's middlewares, the guard, the doors, the routes), built once."""
+    from prometheus_client import REGISTRY
+
+    from service.service import MNISTService
+
+    known = set(REGISTRY._collector_to_names)  # noqa: SLF001 - prometheus_client has no public list of collectors
+    try:
+        with TestClient(MNISTService.to_asgi()) as c:
+            yield c
+    finally:
+        # The app registers BentoML's and the service's metrics in the process-wide registry, once per process
+        # in production; forget them so that the app can be built again here (mutmut reruns the suite in-process).
+        for collector in set(REGISTRY._collector_to_names) - known:  # noqa: SLF001
+            REGISTRY.unregister(collector)
+
+
+@pytest.fixture(autouse=True)
+def every_refusal_logged(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The process's refusal log without its rate limit, so that a test sees each of its requests' lines
+    whatever the tests before it refused (the rate limit itself is tested on its own instance)."""
+    from service import errors
+
+    monkeypatch.setattr(errors.refusals, "burst", 10**9)

@@ -6,7 +6,6 @@ import base64
 import io
 import json
 import re
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -41,23 +40,6 @@ BAD_BYTES = [
         r"\[0, 1\]",
     ),
 ]
-
-
-@pytest.fixture(scope="module")
-def client() -> Iterator[TestClient]:
-    from prometheus_client import REGISTRY
-
-    from service.service import MNISTService
-
-    known = set(REGISTRY._collector_to_names)  # noqa: SLF001 - prometheus_client has no public list of collectors
-    try:
-        with TestClient(MNISTService.to_asgi()) as c:
-            yield c
-    finally:
-        # The app registers BentoML's and the service's metrics in the process-wide registry, once per process
-        # in production; forget them so that the app can be built again here (mutmut reruns the suite in-process).
-        for collector in set(REGISTRY._collector_to_names) - known:  # noqa: SLF001
-            REGISTRY.unregister(collector)
 
 
 def answered(response, runtime: ModelRuntime, pixels: np.ndarray, activation: str | None = None) -> dict:  # noqa: ANN001
@@ -106,8 +88,11 @@ def test_predict_image_upload(client: TestClient, default_runtime: ModelRuntime,
     assert body["predictions"][0]["label"] == str(sample[1][0])
 
 
-def test_metadata_reports_the_runtime_in_use(client: TestClient, default_runtime: ModelRuntime) -> None:
-    info = client.post("/metadata", json={}).json()
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_metadata_reports_the_runtime_in_use(client: TestClient, default_runtime: ModelRuntime, method: str) -> None:
+    response = client.get("/metadata") if method == "GET" else client.post("/metadata", json={})
+    assert response.status_code == 200, response.text
+    info = response.json()
     meta = default_runtime.metadata
     assert (info["name"], info["version"], info["head"], info["labels"]) == (
         meta.name,
@@ -123,6 +108,7 @@ def test_metadata_reports_the_runtime_in_use(client: TestClient, default_runtime
     assert info["limits"] == {
         "max_images_per_request": settings().limits.max_images,
         "max_body_bytes": settings().limits.max_body_bytes,
+        "max_queued_requests": settings().batching.max_queue,
     }
 
 

@@ -1,14 +1,27 @@
-"""The BentoML timeout fix: the pinned class still needs it, and the fix keeps BentoML's behaviour."""
+"""service/compat.py, each still needed by the pinned BentoML, each fix keeps its behaviour."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
+from _bentoml_sdk.method import APIMethod
 from bentoml._internal.server.http.traffic import TimeoutMiddleware
+from bentoml.exceptions import BadInput
+from pydantic import ValidationError
 
-from service.compat import CancellingTimeoutMiddleware
+from service.compat import (
+    HTTP_APP_LOGGER,
+    CancellingTimeoutMiddleware,
+    QuietClientErrors,
+    RecoveringCorkDispatcher,
+    install,
+)
+from service.schemas import PredictRequest
 
 Message = dict[str, Any]
 
@@ -86,3 +99,135 @@ def test_a_response_that_has_started_is_not_cut_off_by_the_timeout() -> None:
     sent, _ = run(serve(CancellingTimeoutMiddleware(slow_body, timeout=0.05), requests=1))
     assert sent[0]["status"] == 200
     assert sent[1]["body"] == b"late but whole"
+
+
+# The adaptive batcher's learned wait, forgotten after an idle gap.
+
+
+def dispatcher() -> RecoveringCorkDispatcher:
+    """A dispatcher over an echo batch function; `cork.infer` sends one request through it."""
+
+    async def echo(batch: Sequence[int]) -> list[int]:
+        return list(batch)
+
+    cork = RecoveringCorkDispatcher(
+        max_latency_in_ms=1000, max_batch_size=8, fallback=lambda: None, get_batch_size=lambda _: 1
+    )
+    cork.infer = cork(echo)
+    return cork
+
+
+def learned(cork: RecoveringCorkDispatcher, wait: float) -> None:
+    """As after an overload: the optimizer learned that first requests wait `wait` seconds."""
+    cork.optimizer.wait = wait
+    cork.optimizer.o_stat.extend([(4, 0.001, wait)] * 10)
+
+
+def test_bentoml_still_keeps_the_learned_wait_where_the_fix_resets_it() -> None:
+    """When this fails, BentoML moved what RecoveringCorkDispatcher resets: re-check it against the new version."""
+    from bentoml._internal.marshal.dispatcher import CorkDispatcher, Optimizer
+
+    optimizer = Optimizer(1.0)
+    assert optimizer.wait == 0
+    assert optimizer.o_stat.maxlen == 50
+    optimizer.o_stat.append((1, 0.001, 0.07))
+    optimizer.trigger_refresh()
+    assert optimizer.wait == pytest.approx(0.07)  # the mean of the samples' waits, as the fix assumes
+    assert "inbound_call" in vars(CorkDispatcher)
+    assert "_queue" in CorkDispatcher(1, 1, fallback=lambda: None).__dict__
+
+
+def test_the_learned_wait_is_forgotten_after_an_idle_gap() -> None:
+    cork = dispatcher()
+    learned(cork, 0.07)
+    cork._last_arrival = time.monotonic() - 2 * cork.IDLE_RESET_S
+    assert asyncio.run(asyncio.wait_for(cork.infer(1), 10)) == 1
+    assert cork.optimizer.wait == 0
+    assert {w for _, _, w in cork.optimizer.o_stat} == {0.0}  # a refresh cannot bring it back
+    assert [n for n, _, _ in cork.optimizer.o_stat][:10] == [4] * 10  # the cost model (o_a, o_b) keeps its samples
+
+
+def test_under_load_the_learned_wait_is_kept() -> None:
+    cork = dispatcher()
+    learned(cork, 0.07)
+    cork._last_arrival = time.monotonic()  # the previous request came just now: traffic, not idleness
+    cork._queue.append(object())  # and one is still waiting
+    cork.forget_wait_if_idle(time.monotonic())
+    assert cork.optimizer.wait == 0.07
+
+
+# BentoML's traceback for a client's bad request, turned into one refusal line.
+
+
+class FakeRequest:
+    class url:  # noqa: N801 - the shape of starlette's Request.url
+        path = "/predict"
+
+    method = "POST"
+
+
+def log_bentoml_exception(exc: Exception) -> None:
+    from bentoml._internal.server.http_app import log_exception
+
+    try:
+        raise exc
+    except type(exc):
+        log_exception(FakeRequest())  # type: ignore[arg-type]
+
+
+def validation_error() -> ValidationError:
+    try:
+        PredictRequest.model_validate({"images": []})
+    except ValidationError as exc:
+        return exc
+    raise AssertionError("validated")
+
+
+@pytest.mark.parametrize(
+    ("exc", "line"),
+    [
+        (validation_error(), "refused POST /predict 400: images: no images: send at least one"),
+        (BadInput("not a file"), "refused POST /predict 400: not a file"),
+    ],
+    ids=["validation", "bad input"],
+)
+def test_bentoml_client_errors_become_one_refusal_line(
+    exc: Exception, line: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    install()
+    with caplog.at_level(logging.INFO):
+        log_bentoml_exception(exc)
+    assert [(r.name, r.levelname, r.getMessage(), r.exc_info) for r in caplog.records] == [
+        ("service.refused", "WARNING", line, None)
+    ]
+
+
+def test_bentoml_server_errors_keep_their_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    install()
+    with caplog.at_level(logging.INFO):
+        log_bentoml_exception(RuntimeError("the model fell over"))
+    (record,) = caplog.records
+    assert (record.name, record.levelname, record.getMessage()) == (
+        HTTP_APP_LOGGER,
+        "ERROR",
+        "Exception on /predict [POST]",
+    )
+    assert record.exc_info[0] is RuntimeError
+
+
+def test_install_adds_the_filter_once() -> None:
+    install()
+    install()
+    assert sum(isinstance(f, QuietClientErrors) for f in logging.getLogger(HTTP_APP_LOGGER).filters) == 1
+
+
+def test_bentoml_still_leaves_request_bodies_optional_where_the_fix_requires_them(client: Any) -> None:  # noqa: ANN401
+    """When the first assert fails, BentoML writes `required` itself: delete require_request_bodies."""
+    from service.service import MNISTService
+
+    api = MNISTService.apis["predict"]
+    assert "required" not in APIMethod.openapi_request.__wrapped__(api)
+    paths = client.get("/docs.json").json()["paths"]
+    assert paths["/predict"]["post"]["requestBody"]["required"] is True
+    assert paths["/predict_image"]["post"]["requestBody"]["required"] is True
+    assert "required" not in paths["/metadata"]["post"]["requestBody"]  # no fields: an empty body is fine

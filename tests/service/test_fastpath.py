@@ -11,10 +11,12 @@ import numpy as np
 import pytest
 
 from service.batching import register_containers
-from service.fastpath import FastPredictor
+from service.errors import ClientError
+from service.fastpath import FastPredictor, shed_counter
 from service.predictor import RequestBatch, ResponseBatch
 from service.schemas import PredictBytesRequest, Prediction, PredictRequest, PredictResponse
 from service.settings import Batching
+from tests.service.answers import answer
 
 ROUTES = {"/predict": PredictRequest, "/predict_bytes": PredictBytesRequest}
 
@@ -62,7 +64,7 @@ def test_valid_requests_are_answered_with_the_response_schema(enabled: bool) -> 
     model = StandIn()
 
     async def run() -> tuple[int, bytes]:
-        return await predictor(model, enabled=enabled).answer("/predict", body(3, 7, activation="sigmoid"))
+        return await answer(predictor(model, enabled=enabled), "/predict", body(3, 7, activation="sigmoid"))
 
     status, payload = asyncio.run(run())
     assert status == 200
@@ -72,19 +74,21 @@ def test_valid_requests_are_answered_with_the_response_schema(enabled: bool) -> 
 
 
 @pytest.mark.parametrize(
-    ("route", "payload"),
+    ("route", "payload", "field"),
     [
-        ("/predict", b"{not json"),
-        ("/predict", json.dumps({"images": [[0.5] * 783]}).encode()),
-        ("/predict", json.dumps({"images": [[True] * 784]}).encode()),
-        ("/predict", json.dumps({"images": [[0.0] * 784], "activation": "relu"}).encode()),
-        ("/predict_bytes", json.dumps({"data": "!!!"}).encode()),
+        ("/predict", b"{not json", "body"),
+        ("/predict", json.dumps({"images": [[0.5] * 783]}).encode(), "images"),
+        ("/predict", json.dumps({"images": [[True] * 784]}).encode(), "images[0][0]"),
+        ("/predict", json.dumps({"images": [[0.0] * 784], "activation": "relu"}).encode(), "activation"),
+        ("/predict", json.dumps({"images": [[0.0] * 784], "activaton": "sigmoid"}).encode(), "activaton"),
+        ("/predict_bytes", json.dumps({"data": "!!!"}).encode(), "data"),
     ],
-    ids=["not json", "short row", "booleans", "bad activation", "bad base64"],
+    ids=["not json", "short row", "booleans", "bad activation", "misspelt field", "bad base64"],
 )
-def test_a_body_that_does_not_validate_is_left_to_bentoml(route: str, payload: bytes) -> None:
+def test_a_body_that_does_not_validate_is_refused_naming_the_field(route: str, payload: bytes, field: str) -> None:
     model = StandIn()
-    assert asyncio.run(predictor(model).answer(route, payload)) is None
+    status, body_ = asyncio.run(answer(predictor(model), route, payload))
+    assert (status, json.loads(body_)["field"]) == (400, field)
     assert model.calls == []
 
 
@@ -95,8 +99,8 @@ def test_concurrent_requests_share_calls_and_each_gets_its_own_rows() -> None:
 
     async def run() -> list[tuple[int, bytes]]:
         raw = base64.b64encode((np.array([[5] + [0] * 783], np.uint8)).tobytes()).decode()
-        binary = fast.answer("/predict_bytes", json.dumps({"data": raw}).encode())
-        return await asyncio.gather(*(fast.answer("/predict", body(*d)) for d in digits), binary)
+        binary = answer(fast, "/predict_bytes", json.dumps({"data": raw}).encode())
+        return await asyncio.gather(*(answer(fast, "/predict", body(*d)) for d in digits), binary)
 
     answers = asyncio.run(run())
     for (status, payload), d in zip(answers, digits, strict=False):
@@ -112,7 +116,7 @@ def test_a_request_larger_than_max_batch_size_is_split_and_reassembled() -> None
     digits = [i % 10 for i in range(10)]
 
     async def run() -> tuple[int, bytes]:
-        return await predictor(model, max_batch_size=4).answer("/predict", body(*digits))
+        return await answer(predictor(model, max_batch_size=4), "/predict", body(*digits))
 
     status, payload = asyncio.run(run())
     assert status == 200
@@ -124,10 +128,38 @@ def test_requests_queued_past_the_latency_budget_get_503() -> None:
     fast = predictor(model, max_batch_size=2, max_latency_ms=10)
 
     async def run() -> list[tuple[int, bytes]]:
-        return await asyncio.gather(*(fast.answer("/predict", body(1)) for _ in range(40)))
+        return await asyncio.gather(*(answer(fast, "/predict", body(1)) for _ in range(40)))
 
     answers = asyncio.run(run())
     rejected = [json.loads(payload)["error"] for status, payload in answers if status == 503]
     assert rejected, "nothing was turned away"
     assert "batching budget of 10 ms" in rejected[0]
     assert any(status == 200 for status, _ in answers)
+
+
+def test_past_max_queue_a_request_is_refused_at_once() -> None:
+    """The first `max_queue` requests wait in the batcher; the next ones are shed before they are parsed."""
+    model = StandIn(delay=0.01)
+    fast = predictor(model, max_queue=4, max_latency_ms=5000)
+    shed = shed_counter().labels(route="/predict")
+    before = shed._value.get()  # noqa: SLF001 - prometheus_client's counters have no public getter
+
+    async def run() -> list[tuple[int, bytes]]:
+        return await asyncio.gather(*(answer(fast, "/predict", body(i % 10)) for i in range(10)))
+
+    answers = asyncio.run(asyncio.wait_for(run(), 30))
+    assert [status for status, _ in answers] == [200] * 4 + [503] * 6  # in arrival order
+    assert sum(model.calls) == 4  # the shed ones never reached the model
+    assert shed._value.get() - before == 6  # noqa: SLF001
+    assert json.loads(answers[-1][1]) == {
+        "error": "overloaded: 4 requests are queued (MNIST_MAX_QUEUE=4); retry after 1 s"
+    }
+    assert fast.queued == 0
+
+
+def test_a_shed_request_is_told_when_to_retry() -> None:
+    fast = predictor(StandIn(), max_queue=1)
+    fast._queued = 1  # noqa: SLF001 - a full queue
+    with pytest.raises(ClientError) as refused:
+        fast.admit("/predict")
+    assert (refused.value.status, refused.value.headers) == (503, {"retry-after": "1"})

@@ -18,7 +18,7 @@ from service.predictor import Predictor, RequestBatch, ResponseBatch
 from service.runtime import ModelRuntime
 from service.schemas import PredictBytesRequest, PredictRequest, PredictResponse
 from service.settings import Batching
-from tests.service.answers import assert_answers
+from tests.service.answers import answer, assert_answers
 
 ROUTES = {"/predict": PredictRequest, "/predict_bytes": PredictBytesRequest}
 ACTIVATION = st.sampled_from([None, "softmax", "sigmoid"])
@@ -155,9 +155,9 @@ def test_concurrent_mixed_requests_through_the_fast_path(
         calls = []
         for i, (p, a) in enumerate(zip(pixels, activations, strict=True)):
             if i % 2:  # every other request in the binary form: both routes share the batcher
-                calls.append(fast.answer("/predict_bytes", bytes_body(images[bounds[i] : bounds[i + 1]], a)))
+                calls.append(answer(fast, "/predict_bytes", bytes_body(images[bounds[i] : bounds[i + 1]], a)))
             else:
-                calls.append(fast.answer("/predict", json_body(p, a)))
+                calls.append(answer(fast, "/predict", json_body(p, a)))
         return await asyncio.gather(*calls)
 
     answers = asyncio.run(run())
@@ -173,7 +173,7 @@ def test_a_request_larger_than_max_batch_size_is_split_and_reassembled(
     fast = fast_predictor(predictor, max_batch_size=4, max_latency_ms=5000)
 
     async def run() -> tuple[int, bytes]:
-        return await fast.answer("/predict_bytes", bytes_body(images, "sigmoid"))
+        return await answer(fast, "/predict_bytes", bytes_body(images, "sigmoid"))
 
     status, payload = asyncio.run(run())
     assert status == 200, payload
@@ -221,7 +221,7 @@ def test_max_batch_size_caps_the_rows_of_each_call(predictor: Predictor, sample:
     pixels = requests_from(sample[0], [3] * 12)
 
     async def run() -> list[tuple[int, bytes]]:
-        return await asyncio.gather(*(fast.answer("/predict", json_body(p, None)) for p in pixels))
+        return await asyncio.gather(*(answer(fast, "/predict", json_body(p, None)) for p in pixels))
 
     answers = asyncio.run(run())
     assert all(status == 200 for status, _ in answers)

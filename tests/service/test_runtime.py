@@ -223,6 +223,9 @@ def test_validate_pixels_accepts_28x28_and_returns_float32_rows() -> None:
         ({"MNIST_ORT_THREADS": "two"}, "MNIST_ORT_THREADS: got 'two'; allowed: an integer >= 0"),
         ({"MNIST_MAX_BATCH_SIZE": "1"}, "MNIST_MAX_BATCH_SIZE: got 1; allowed: an integer >= 2"),
         ({"MNIST_DEVICE": "gpu"}, "device: got 'gpu'; allowed: auto, cuda, cpu"),
+        ({"MNIST_MAX_QUEUE": "0"}, "MNIST_MAX_QUEUE: got 0; allowed: an integer >= 1"),
+        ({"MNIST_LOG_FORMAT": "xml"}, "MNIST_LOG_FORMAT: got 'xml'; allowed: text, json"),
+        ({"MNIST_MODEL": "../../../../etc"}, "model: got '../../../../etc'; a model is a folder name in"),
     ],
 )
 def test_bad_environment_settings_name_the_variable(env: dict[str, str], message: str) -> None:
@@ -230,3 +233,14 @@ def test_bad_environment_settings_name_the_variable(env: dict[str, str], message
 
     with pytest.raises(ValueError, match=re.escape(message)):
         ServiceSettings.from_env(env)
+
+
+@pytest.mark.parametrize("name", ["../default", "/etc", "default/../pigeon", "..", ".hidden", "a b", "", "x" * 129])
+def test_the_model_name_is_a_folder_of_the_models_dir_never_a_path(name: str) -> None:
+    with pytest.raises(ValueError, match="a model is a folder name in"):
+        RuntimeConfig(models_dir=str(MODELS_DIR), model=name)
+
+
+@pytest.mark.parametrize("name", ["default", "mnist-nn", "v1.2_rc", "x" * 128])
+def test_plain_folder_names_are_model_names(name: str) -> None:
+    assert RuntimeConfig(model=name).model == name

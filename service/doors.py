@@ -1,0 +1,176 @@
+"""The service's own doors: ASGI middleware that answers the prediction and metadata routes itself.
+
+BentoML's API layer stays in place for everything else (readiness, metrics, the OpenAPI page) and, with
+MNIST_FAST_PATH=0, for the two JSON predict routes. What the doors add:
+
+- /predict, /predict_bytes: validated with the request models, batched by the fast path's adaptive batcher
+  (service/fastpath.py) and shed with a fast 503 + Retry-After when its queue is full.
+- /predict_image: the multipart form parsed here with hard limits (one file named `image`, one optional
+  `activation`, nothing else). BentoML's own handling answered 500 to a misnamed field, a text field, a
+  form that is not multipart or a long file name, and fetched a text `image=http://...` as a URL from the
+  server; here no URL is ever fetched.
+- GET and POST /metadata (POST with no body or a JSON object, whose fields are ignored, as BentoML's route did).
+
+Every refusal is a service.errors.ClientError: one JSON body `{"error", "field"}` (the OpenAPI document's
+InvalidArgument), one rate-limited log line, no traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+
+import bentoml
+from anyio import to_thread
+from bentoml.exceptions import BentoMLException
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+
+from .errors import ClientError
+from .guard import ASGIApp, Receive, Scope, Send, replay, send_json, send_refusal
+from .images import pixels_from_upload
+from .runtime import ACTIVATIONS, NUM_PIXELS, InputError
+from .schemas import ModelInfo, PredictResponse
+
+log = logging.getLogger("service.doors")
+
+UNEXPECTED = "An unexpected error has occurred, please check the server log."  # BentoML's own 500 text
+UPLOAD_FIELDS = ("image", "activation")
+Handler = Callable[[object, Scope, bytes], Awaitable[bytes | None]]
+
+
+class Doors:
+    """ASGI middleware: (method, path) -> a handler that returns the JSON body of a 200, raises ClientError,
+    or returns None to hand the request on to BentoML's route."""
+
+    def __init__(self, app: ASGIApp, fast_path: bool = True) -> None:
+        self.app = app
+        self.handlers: dict[tuple[str, str], Handler] = {
+            ("POST", "/predict_image"): predict_image,
+            ("GET", "/metadata"): metadata,
+            ("POST", "/metadata"): metadata,
+        }
+        if fast_path:
+            self.handlers |= {("POST", "/predict"): predict_json, ("POST", "/predict_bytes"): predict_json}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        handler = (
+            self.handlers.get((scope.get("method", ""), scope.get("path", ""))) if scope["type"] == "http" else None
+        )
+        if handler is None:
+            await self.app(scope, receive, send)
+            return
+        body = await read_body(receive)
+        if body is None:
+            return  # the client went away
+        try:
+            service = bentoml.get_current_service()
+        except BentoMLException:  # not started yet: BentoML's route answers as it would
+            await self.app(scope, replay(body, receive), send)
+            return
+        try:
+            answer = await handler(service, scope, body)
+        except ClientError as exc:
+            await send_refusal(scope, send, exc)
+            return
+        except Exception:
+            log.exception("%s %s failed", scope["method"], scope["path"])
+            await send_json(send, 500, ClientError(500, UNEXPECTED).body())
+            return
+        if answer is None:
+            await self.app(scope, replay(body, receive), send)
+            return
+        await send_json(send, 200, answer)
+
+
+async def predict_json(service, scope: Scope, body: bytes) -> bytes:  # noqa: ANN001 - the MNISTService
+    return await service.fast_predictor.respond(scope["path"], body)
+
+
+async def predict_image(service, scope: Scope, body: bytes) -> bytes:  # noqa: ANN001 - the MNISTService
+    data, activation = await read_upload(scope, body)
+    # Decoding a picture takes milliseconds of CPU: off the event loop, as BentoML ran its sync route.
+    response = await to_thread.run_sync(classify_upload, service.predictor, data, activation)
+    return PredictResponse.__pydantic_serializer__.to_json(response)
+
+
+def classify_upload(predictor, data: bytes, activation: str | None) -> PredictResponse:  # noqa: ANN001
+    try:
+        pixels = pixels_from_upload(data).reshape(1, NUM_PIXELS)
+    except InputError as exc:
+        raise ClientError.from_input(exc) from None
+    except MemoryError:
+        raise ClientError(413, "image: too large to decode; send a smaller picture", "image") from None
+    return predictor.respond(pixels, activation)
+
+
+async def read_upload(scope: Scope, body: bytes) -> tuple[bytes, str | None]:
+    """The form's file `image` and optional `activation`; anything else is refused, naming the field."""
+    request = Request(scope, replay(body, _no_more))
+    try:
+        form = await request.form(max_files=1, max_fields=1, max_part_size=len(body) + 1)
+    except HTTPException as exc:
+        raise ClientError(400, f"not a valid multipart form ({exc.detail}); send the file as field 'image'") from None
+    except Exception as exc:  # noqa: BLE001 - python-multipart's parser errors on a malformed body
+        raise ClientError(
+            400, f"not a valid multipart form ({exc.__class__.__name__}); send the file as field 'image'"
+        ) from None
+    try:
+        for name in form:
+            if name not in UPLOAD_FIELDS:
+                raise ClientError(
+                    400, f"{name[:64]!r} is not a field of this form; send the file as 'image'", name[:64]
+                )
+        image = form.get("image")
+        if image is None:
+            raise ClientError(400, "image: missing; send the picture as a file in the multipart field 'image'", "image")
+        if not isinstance(image, UploadFile):
+            raise ClientError(400, "image: must be a file upload; URLs and text are not fetched or read", "image")
+        activation = form.get("activation")
+        if isinstance(activation, str) and activation.startswith('"'):  # the OpenAPI document's JSON encoding
+            activation = json_string(activation)
+        if isinstance(activation, UploadFile) or (activation is not None and activation not in ACTIVATIONS):
+            raise ClientError(400, f"activation: must be one of {', '.join(ACTIVATIONS)}", "activation")
+        return await image.read(), activation
+    finally:
+        await form.close()
+
+
+async def metadata(service, scope: Scope, body: bytes) -> bytes:  # noqa: ANN001 - the MNISTService
+    if scope["method"] == "POST" and body.strip() not in (b"", b"{}") and not is_json_object(body):
+        raise ClientError(400, "body: must be a JSON object; send {} or use GET /metadata", "body")
+    info: ModelInfo = service.metadata()
+    return ModelInfo.__pydantic_serializer__.to_json(info)
+
+
+def json_string(text: str) -> str | None:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    return value if isinstance(value, str) else text
+
+
+def is_json_object(body: bytes) -> bool:
+    """What BentoML's route accepted for an API without parameters, and what its OpenAPI schema allows."""
+    try:
+        return isinstance(json.loads(body), dict)
+    except ValueError:
+        return False
+
+
+async def read_body(receive: Receive) -> bytes | None:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def _no_more() -> dict:
+    return {"type": "http.disconnect"}
