@@ -39,6 +39,7 @@ class LoadConfig:
 @dataclass
 class LoadResult:
     latencies_us: list[float] = field(default_factory=list)
+    latencies_by_status: dict[int, list[float]] = field(default_factory=dict)  # served and refused, apart
     statuses: Counter = field(default_factory=Counter)
     failures: Counter = field(default_factory=Counter)  # reason -> count (HTTP status or wrong answer)
     images: int = 0
@@ -78,7 +79,9 @@ async def _send(session, cfg: LoadConfig, payloads: Payloads, result: LoadResult
         return
     if result is None:
         return
-    result.latencies_us.append((time.perf_counter() - due) * 1e6)
+    latency = (time.perf_counter() - due) * 1e6
+    result.latencies_us.append(latency)
+    result.latencies_by_status.setdefault(status, []).append(latency)
     result.statuses[status] += 1
     if status != 200:
         result.failures[f"HTTP {status}"] += 1
