@@ -34,6 +34,7 @@ class LoadConfig:
     warmup: float = 3.0  # seconds of load before measuring (BentoML's batcher fits its cost model first)
     timeout: float = 30.0
     max_in_flight: int = 2048  # open loop: cap on outstanding requests, so an overloaded server cannot exhaust us
+    connections: int = 0  # open loop: most connections at once (0: one more whenever all are busy)
 
 
 @dataclass
@@ -45,6 +46,7 @@ class LoadResult:
     images: int = 0
     wall: float = 0.0
     dropped: int = 0  # open loop: sends skipped because max_in_flight was reached
+    send_lag_us: list[float] = field(default_factory=list)  # open loop: how late each send left (client saturation)
     ok: int = 0  # 200 and a right-shaped, self-consistent answer
 
     def summary(self) -> dict[str, float | int | dict]:
@@ -59,6 +61,7 @@ class LoadResult:
             "dropped": self.dropped,
             **{f"p{q}_ms": float(np.percentile(lat, q)) for q in (50, 90, 95, 99)},
             "max_ms": float(lat.max()),
+            "send_lag_p99_ms": float(np.percentile(self.send_lag_us, 99)) / 1000 if self.send_lag_us else 0.0,
             "mean_ms": float(lat.mean()),
             "wall_s": self.wall,
         }
@@ -97,7 +100,7 @@ async def _send(session, cfg: LoadConfig, payloads: Payloads, result: LoadResult
 async def run_load(cfg: LoadConfig, payloads: Payloads) -> LoadResult:
     import aiohttp
 
-    connector = aiohttp.TCPConnector(limit=0 if cfg.rate else cfg.users, force_close=False)
+    connector = aiohttp.TCPConnector(limit=cfg.connections if cfg.rate else cfg.users, force_close=False)
     timeout = aiohttp.ClientTimeout(total=cfg.timeout)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         if cfg.rate:
@@ -131,6 +134,8 @@ async def _open_loop(session, cfg: LoadConfig, payloads: Payloads) -> LoadResult
         delay = due - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
+        if due >= measure_from:
+            result.send_lag_us.append((time.perf_counter() - due) * 1e6)
         if len(in_flight) >= cfg.max_in_flight:
             result.dropped += due >= measure_from
             continue

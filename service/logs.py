@@ -15,6 +15,9 @@ def configure_logging(log_format: str, loggers: Iterable[logging.Logger] | None 
     `loggers`: whose handlers to switch (default: the root's and BentoML's, where BentoML puts them)."""
     # python-multipart warns once per malformed form; the refusal log already has one line for it
     logging.getLogger("python_multipart").setLevel(logging.ERROR)
+    # the service's own INFO lines (which model, on which provider, in which worker) reach BentoML's handlers,
+    # whose root logger is at WARNING: a restarted worker shows up as a new pid
+    logging.getLogger("service").setLevel(logging.INFO)
     if log_format != "json":
         return
     formatter = JsonFormatter(JSON_FIELDS, style="{", rename_fields={"levelname": "level", "asctime": "time"})

@@ -180,7 +180,8 @@ class ModelRuntime:
         self.warmup()
         self.startup_seconds = time.perf_counter() - started
         log.info(
-            "serving %s version %s on %s (startup %.2fs)",
+            "pid %d serving %s version %s on %s (startup %.2fs)",
+            os.getpid(),
             self.metadata.name,
             self.metadata.version,
             self.provider,

@@ -35,16 +35,22 @@ def test_bento_carries_the_service_and_onnx_models_only(built_bento: tuple[str, 
     assert not (src / "training").exists()
 
 
-def test_containerfile_installs_gpu_runtime_and_no_torch(built_bento: tuple[str, Path], tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def dockerfile(built_bento: tuple[str, Path], tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The Dockerfile `bentoml containerize` would build (generated without a Docker daemon)."""
     tag, home = built_bento
     env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true"}
     script = (
         "import sys, bentoml.container as c; "
         "c.get_containerfile(sys.argv[1], output_path=sys.argv[2], enable_buildkit=False)"
     )
-    output = tmp_path / "Dockerfile"
+    output = tmp_path_factory.mktemp("docker") / "Dockerfile"
     subprocess.run([sys.executable, "-c", script, tag, str(output)], env=env, check=True, capture_output=True)
-    dockerfile = output.read_text()
+    return output.read_text()
+
+
+def test_containerfile_installs_gpu_runtime_and_no_torch(built_bento: tuple[str, Path], dockerfile: str) -> None:
+    tag, home = built_bento
     requirements = (home / "bentos" / "mnist" / tag.split(":")[1] / "env/python/requirements.txt").read_text()
     assert "FROM python:3.11-slim" in dockerfile
     assert "EXPOSE 3000" in dockerfile
@@ -52,3 +58,15 @@ def test_containerfile_installs_gpu_runtime_and_no_torch(built_bento: tuple[str,
     assert "onnxruntime-gpu[cuda,cudnn]==1.31.1" in requirements
     assert "bentoml==1.4.39" in requirements
     assert "torch" not in requirements
+
+
+def test_containerfile_runs_as_a_user_without_build_tools(built_bento: tuple[str, Path], dockerfile: str) -> None:
+    tag, home = built_bento
+    steps = dockerfile.splitlines()
+    installs = max(i for i, line in enumerate(steps) if "pip install -r" in line)  # the Python packages
+    (setup,) = [i for i, line in enumerate(steps) if line.startswith("RUN ") and "env/docker/script__" in line]
+    assert setup > installs, "the build tools must go after the packages are installed"
+    (script,) = (home / "bentos" / "mnist" / tag.split(":")[1] / "env" / "docker").glob("script__*")
+    assert "apt-get purge -y --auto-remove build-essential gnupg2 git" in script.read_text()
+    users = [line.split()[1] for line in dockerfile.splitlines() if line.startswith("USER ")]
+    assert users[-1] == "bentoml", "the server must not run as root"
