@@ -8,7 +8,7 @@ export MNIST_ROOT
 MODEL ?= default
 PORT ?= 3000
 
-.PHONY: help serve test test-quick mutation lint format models bench-training loadtest clean
+.PHONY: help serve test test-quick mutation lint format audit models bench-training loadtest clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -43,6 +43,10 @@ lint: $(VENV)/.dev  ## ruff lint and format check
 
 format: $(VENV)/.dev
 	$(BIN)/ruff check --fix . && $(BIN)/ruff format .
+
+audit: $(VENV)/.serve  ## pip-audit of the installed dependencies (needs PyPI's vulnerability data)
+	$(BIN)/python -m pip install -q pip-audit==2.10.1
+	$(BIN)/pip-audit --progress-spinner off
 
 models: $(VENV)/.dev  ## retrain and re-export the shipped models (default, pigeon, mnist-nn)
 	for preset in default pigeon mnist-nn; do \

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import statistics
 import sys
 import time
@@ -35,6 +36,7 @@ from .report import update_section
 RECOVERY_AT_S = (1, 2, 3, 5, 10)
 PROBE_EVERY_S = 0.1
 SHED_STATUSES = (429, 503)
+REQUEST_SECONDS = "bentoml_service_request_duration_seconds_bucket"
 CONNECTIONS = 512  # keep-alive connections of the overload's clients, as a fleet of callers or a proxy's pool
 CLIENT_LAG_LIMIT_MS = 20  # sends later than this at p99: the load generator, not the server, set the pace
 
@@ -53,6 +55,7 @@ class Overload:
     refused_p99: float
     health_max: float  # ms, the slowest /livez or /readyz answer during the overload
     health_failures: int
+    server_p99: dict[int, float]  # ms, BentoML's own timing (bucket bound) per status: time inside the app
     send_lag_p99: float  # ms: how late the load generator's sends left; past CLIENT_LAG_LIMIT_MS, client-bound
     fresh_idle: float  # ms, median
     recovery: dict[int, float]  # seconds after the load -> idle latency, ms
@@ -94,6 +97,32 @@ async def probe_health(url: str, stop: asyncio.Event) -> tuple[list[float], int]
     return times, failures
 
 
+def request_seconds(metrics_text: str, code: int) -> dict[str, float]:
+    """BentoML's request-duration buckets for the predict routes and one status: {le: cumulative count}.
+    Timed inside the server, from when the app got the request: no accept backlog, no client queue."""
+    buckets: dict[str, float] = {}
+    for line in metrics_text.splitlines():
+        if line.startswith(REQUEST_SECONDS) and f'http_response_code="{code}"' in line and '"/predict' in line:
+            le = re.search(r'le="([^"]+)"', line).group(1)
+            buckets[le] = buckets.get(le, 0.0) + float(line.rsplit(" ", 1)[1])
+    return buckets
+
+
+def bucket_percentile(before: dict[str, float], after: dict[str, float], q: float) -> float:
+    """The upper bound (ms) of the bucket holding the q-th percentile of what was observed between scrapes."""
+    diffs = sorted((float("inf") if le == "+Inf" else float(le), n - before.get(le, 0.0)) for le, n in after.items())
+    if not diffs or diffs[-1][1] <= 0:
+        return float("nan")
+    return next(le for le, cumulative in diffs if cumulative >= q / 100 * diffs[-1][1]) * 1000
+
+
+async def scrape(url: str) -> str:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session, session.get(url + "/metrics") as response:
+        return await response.text()
+
+
 def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
@@ -104,6 +133,7 @@ async def measure(url: str, scenario: str, factor: float, duration: float) -> Ov
     capacity_run = await run_load(LoadConfig(url, scenario, users=64, duration=10, warmup=3), payloads)
     capacity = capacity_run.summary()["requests_per_s"]
     half = await run_load(LoadConfig(url, scenario, rate=capacity / 2, duration=10, warmup=2), payloads)
+    metrics_before = await scrape(url)
     stop = asyncio.Event()
     prober = asyncio.create_task(probe_health(url, stop))
     over_cfg = LoadConfig(
@@ -120,6 +150,11 @@ async def measure(url: str, scenario: str, factor: float, duration: float) -> Ov
     offered = sum(over.statuses.values()) / (time.perf_counter() - sent_at)
     stop.set()
     health, health_failures = await prober
+    metrics_after = await scrape(url)
+    in_server = {
+        code: bucket_percentile(request_seconds(metrics_before, code), request_seconds(metrics_after, code), 99)
+        for code in (200, 503)
+    }
     recovery, stopped = {}, time.perf_counter()
     for at in RECOVERY_AT_S:
         await asyncio.sleep(max(0.0, stopped + at - time.perf_counter()))
@@ -139,6 +174,7 @@ async def measure(url: str, scenario: str, factor: float, duration: float) -> Ov
         refused_p99=percentile([t for s in SHED_STATUSES for t in over.latencies_by_status.get(s, [])], 99) / 1000,
         health_max=max(health, default=float("nan")),
         health_failures=health_failures,
+        server_p99=in_server,
         send_lag_p99=over.summary()["send_lag_p99_ms"],
         fresh_idle=fresh,
         recovery=recovery,
@@ -156,15 +192,16 @@ def table(results: list[Overload], factor: float, duration: float) -> str:
         "",
         "| scenario | capacity req/s | offered req/s | served | refused 503 | time-outs | other failures "
         "| served p99 ms (unloaded p99) | refused p99 ms | /livez, /readyz max ms (failures) "
-        "| idle ms: fresh -> after 1, 2, 3, 5, 10 s | send lag p99 ms |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| in-server p99 ms, 200 / 503 | idle ms: fresh -> after 1, 2, 3, 5, 10 s | send lag p99 ms |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         recovery = ", ".join(f"{ms:.1f}" for ms in r.recovery.values())
         rows.append(
             f"| {r.scenario} | {r.capacity:,.0f} | {r.offered:,.0f} | {r.served:,} | {r.refused:,} | {r.timeouts} "
             f"| {r.other_failures or 0} | {r.served_p99:.1f} ({r.unloaded_p99:.1f}) | {r.refused_p99:.1f} "
-            f"| {r.health_max:.0f} ({r.health_failures}) | {r.fresh_idle:.1f} -> {recovery} | {r.send_lag_p99:.0f} |"
+            f"| {r.health_max:.0f} ({r.health_failures}) | <= {r.server_p99[200]:g} / <= {r.server_p99[503]:g} "
+            f"| {r.fresh_idle:.1f} -> {recovery} | {r.send_lag_p99:.0f} |"
         )
     rows += ["", "Against the targets:", ""]
     for r in results:

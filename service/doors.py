@@ -38,12 +38,12 @@ log = logging.getLogger("service.doors")
 
 UNEXPECTED = "An unexpected error has occurred, please check the server log."  # BentoML's own 500 text
 UPLOAD_FIELDS = ("image", "activation")
-Handler = Callable[[object, Scope, bytes], Awaitable[bytes | None]]
+Handler = Callable[[object, Scope, bytes], Awaitable[bytes]]
 
 
 class Doors:
-    """ASGI middleware: (method, path) -> a handler that returns the JSON body of a 200, raises ClientError,
-    or returns None to hand the request on to BentoML's route."""
+    """ASGI middleware: (method, path) -> a handler that returns the JSON body of a 200 or raises ClientError.
+    Other routes, and every route before the service has started, go on to BentoML."""
 
     def __init__(self, app: ASGIApp, fast_path: bool = True) -> None:
         self.app = app
@@ -78,9 +78,6 @@ class Doors:
         except Exception:
             log.exception("%s %s failed", scope["method"], scope["path"])
             await send_json(send, 500, ClientError(500, UNEXPECTED).body())
-            return
-        if answer is None:
-            await self.app(scope, replay(body, receive), send)
             return
         await send_json(send, 200, answer)
 
