@@ -28,17 +28,20 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
+from . import v2
 from .errors import ClientError
 from .guard import ASGIApp, Receive, Scope, Send, replay, send_json, send_refusal
 from .images import pixels_from_upload
 from .runtime import ACTIVATIONS, NUM_PIXELS, InputError
-from .schemas import ModelInfo, PredictResponse
+from .schemas import ModelInfo, PixelRequest, PredictResponse
 
 log = logging.getLogger("service.doors")
 
 UNEXPECTED = "An unexpected error has occurred, please check the server log."  # BentoML's own 500 text
 UPLOAD_FIELDS = ("image", "activation")
-Handler = Callable[[object, Scope, bytes], Awaitable[bytes]]
+SERVER_VERSION = "1"  # of this server's v2 door, as `GET /v2` reports it
+Answer = bytes | tuple[bytes, dict[str, str]]  # a 200's body, and any headers of its own
+Handler = Callable[[object, Scope, bytes], Awaitable[Answer]]
 
 
 class Doors:
@@ -56,9 +59,11 @@ class Doors:
             self.handlers |= {("POST", "/predict"): predict_json, ("POST", "/predict_bytes"): predict_json}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        handler = (
-            self.handlers.get((scope.get("method", ""), scope.get("path", ""))) if scope["type"] == "http" else None
-        )
+        handler = None
+        if scope["type"] == "http":
+            handler = self.handlers.get((scope["method"], scope["path"]))
+            if handler is None and scope["path"].startswith("/v2"):
+                handler = open_inference
         if handler is None:
             await self.app(scope, receive, send)
             return
@@ -79,7 +84,8 @@ class Doors:
             log.exception("%s %s failed", scope["method"], scope["path"])
             await send_json(send, 500, ClientError(500, UNEXPECTED).body())
             return
-        await send_json(send, 200, answer)
+        body, headers = answer if isinstance(answer, tuple) else (answer, None)
+        await send_json(send, 200, body, headers)
 
 
 async def predict_json(service, scope: Scope, body: bytes) -> bytes:  # noqa: ANN001 - the MNISTService
@@ -140,6 +146,38 @@ async def metadata(service, scope: Scope, body: bytes) -> bytes:  # noqa: ANN001
         raise ClientError(400, "body: must be a JSON object; send {} or use GET /metadata", "body")
     info: ModelInfo = service.metadata()
     return ModelInfo.__pydantic_serializer__.to_json(info)
+
+
+async def open_inference(service, scope: Scope, body: bytes) -> Answer:  # noqa: ANN001 - the MNISTService
+    """The Open Inference Protocol (v2) door: service/v2.py decodes and encodes, the core predicts."""
+    found = v2.route(scope["method"], scope["path"])
+    if found is None:
+        raise ClientError(404, f"{scope['method']} {scope['path']} is not part of the Open Inference Protocol")
+    what, name, version = found
+    meta = service.runtime.metadata
+    if name is not None and (name != meta.name or version not in (None, meta.version)):
+        wanted = name if version is None else f"{name} version {version}"
+        raise ClientError(404, f"model {wanted!r} not found; this server serves {meta.name!r} version {meta.version}")
+    if what == "server":
+        return json.dumps(v2.server_metadata(SERVER_VERSION)).encode()
+    if what == "model":
+        return json.dumps(v2.model_metadata(meta)).encode()
+    if what != "infer":  # live, ready, model_ready: this code runs only once the service has started
+        return b""
+    fast = service.fast_predictor
+    if fast is not None:
+        fast.admit("/v2/infer")
+    headers = dict(scope["headers"])
+    length = headers.get(v2.HEADER_LENGTH.encode())
+    inference = v2.parse_inference(
+        body, None if length is None else length.decode("latin-1"), meta.input.name, service.settings.limits.max_images
+    )
+    request = PixelRequest.of(inference.pixels, inference.activation)
+    if fast is not None:
+        response = await fast.predict(request)
+    else:
+        response = service.predictor.respond(request.pixels, request.activation)
+    return v2.encode_response(response, inference, meta.name, meta.version)
 
 
 def json_string(text: str) -> str | None:

@@ -113,6 +113,10 @@ class FastPredictor:
 
     async def answer(self, request: PixelRequest) -> bytes:
         """A validated request -> the JSON body of its 200 (or ClientError 503 when the batcher dropped it)."""
+        return PredictResponse.__pydantic_serializer__.to_json(await self.predict(request))
+
+    async def predict(self, request: PixelRequest) -> PredictResponse:
+        """A validated request -> its response, through the batcher (ClientError 503 when it dropped it)."""
         if self._infer is None:
             response = self.predictor.respond(request.pixels, request.activation)
         else:
@@ -129,4 +133,4 @@ class FastPredictor:
                     f"retry after {RETRY_AFTER_S} s",
                     headers={"retry-after": str(RETRY_AFTER_S)},
                 )
-        return PredictResponse.__pydantic_serializer__.to_json(response)
+        return response

@@ -19,6 +19,9 @@ from typing import Any
 
 from .errors import ClientError, refusals
 
+V2_MODELS = "/v2/models/"  # the Open Inference Protocol's model routes: guarded like the others
+V2_BODIES = "application/json application/octet-stream"  # JSON, or JSON + binary tensor data
+
 Scope = dict[str, Any]
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -83,7 +86,8 @@ class RequestGuard:
                 f"the limits are {self.max_headers} headers and {self.max_header_bytes} bytes",
             )
         path = scope["path"]
-        if path not in self.expected and path != "/metadata":
+        protected = path in self.expected or path == "/metadata" or path.startswith(V2_MODELS)
+        if not protected:
             return receive
         headers = dict(raw_headers)
         if self.token and not hmac.compare_digest(headers.get(b"authorization", b""), self.token):
@@ -92,11 +96,12 @@ class RequestGuard:
                 "missing or wrong API token: send 'Authorization: Bearer <token>'",
                 headers={"www-authenticate": "Bearer"},
             )
-        if scope["method"] != "POST" or path not in self.expected:
+        allowed = self.expected.get(path) or (V2_BODIES if path.startswith(V2_MODELS) else None)
+        if scope["method"] != "POST" or allowed is None:
             return receive
         content_type = headers.get(b"content-type", b"").decode("latin-1").split(";")[0].strip().lower()
-        expected = self.expected[path]
-        if content_type != expected and not (content_type == "" and expected == "application/json"):
+        if content_type not in allowed.split() and not (content_type == "" and "application/json" in allowed):
+            expected = " or ".join(allowed.split())
             raise ClientError(415, f"Content-Type must be {expected} for {path}, got {content_type!r}")
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:

@@ -60,6 +60,13 @@ class PixelRequest(BaseModel):
     def rows(self) -> int:
         return len(self._pixels)
 
+    @classmethod
+    def of(cls, pixels: np.ndarray, activation: Activation | None = None) -> PixelRequest:
+        """Already validated pixels (another door decoded them) as a request the batcher takes."""
+        request = cls.model_construct(activation=activation)
+        request._pixels = pixels
+        return request
+
     def slice_rows(self, start: int, stop: int) -> PixelRequest:
         """The same request restricted to rows [start, stop): how the batcher splits an oversized request."""
         part = self.model_copy()

@@ -280,6 +280,33 @@ CORPUS: list[BadRequest] = [
         b"image=x",
         {"content-type": "application/x-www-form-urlencoded"},
     ),
+    # /v2: the Open Inference Protocol
+    as_json("v2: no inputs", "/v2/models/default/infer", {"inputs": []}, 400, "at least 1 item"),
+    as_json("v2: another model", "/v2/models/nope/infer", {"inputs": []}, 404, "model 'nope' not found"),
+    as_json(
+        "v2: a float out of range",
+        "/v2/models/default/infer",
+        {"inputs": [{"name": "pixels", "shape": [1, 784], "datatype": "FP32", "data": [1e39] * 784}]},
+        400,
+        r"in \[0, 1\]",
+    ),
+    BadRequest(
+        "v2: an unknown route",
+        "/v2/models/default/explain",
+        404,
+        "not part of the Open Inference Protocol",
+        None,
+        b"{}",
+    ),
+    BadRequest(
+        "v2: a text body",
+        "/v2/models/default/infer",
+        415,
+        "application/json or application/octet-stream",
+        None,
+        b"x",
+        {"content-type": "text/plain"},
+    ),
     # any route
     BadRequest(
         "wrong content type", "/predict", 415, "must be application/json", None, b"{}", {"content-type": "text/plain"}

@@ -1,0 +1,231 @@
+"""The Open Inference Protocol (v2) over HTTP, as Triton, KServe, MLServer and TorchServe speak it: requests to
+pixels, answers to tensors. Plain code (no BentoML); service/doors.py routes `/v2/...` here and batches the
+pixels through the same core as every other door.
+
+    GET  /v2                                   server metadata
+    GET  /v2/health/live, /v2/health/ready     200 when live / ready
+    GET  /v2/models/{name}[/versions/{v}]      model metadata: inputs, outputs, datatypes, shapes
+    GET  /v2/models/{name}[/versions/{v}]/ready
+    POST /v2/models/{name}[/versions/{v}]/infer
+
+Inference input: the model's input tensor, FP32 [N, 784] in [0, 1] (UINT8 accepted and scaled by 1/255), as
+JSON `data` or, with the binary tensor data extension, raw little-endian bytes after the JSON header
+(`Inference-Header-Content-Length`). Request parameter `activation`: softmax or sigmoid (default: the
+model's head). Outputs: `probabilities` FP32 [N, k] and `label` BYTES [N]; each in JSON, or binary when
+the output asks `binary_data` or the request sets `binary_data_output`. Errors: `{"error": "..."}`, 400.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .decoding import UINT8_SCALE
+from .errors import ClientError
+from .metadata import ModelMetadata
+from .runtime import ACTIVATIONS, NUM_PIXELS, Activation, InputError, validate_pixels
+from .schemas import PredictResponse
+
+HEADER_LENGTH = "inference-header-content-length"  # the binary extension's header
+INPUT_DATATYPES = {"FP32": np.dtype("<f4"), "UINT8": np.dtype("u1")}
+OUTPUTS = ("probabilities", "label")
+EXTENSIONS = ["binary_tensor_data"]
+
+
+class Tensor(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    shape: list[int]
+    datatype: str
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    data: Any = None
+
+
+class RequestedOutput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+
+class InferenceRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str | None = None
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    inputs: list[Tensor] = Field(min_length=1, max_length=1)
+    outputs: list[RequestedOutput] | None = None
+
+
+@dataclass
+class Inference:
+    """A decoded v2 request: what the core needs, and how to answer."""
+
+    id: str | None
+    pixels: np.ndarray  # (N, 784) float32 in [0, 1]
+    activation: Activation | None
+    outputs: list[str] = field(default_factory=lambda: list(OUTPUTS))
+    binary: set[str] = field(default_factory=set)  # outputs to send as binary tensor data
+
+
+def error(message: str, status: int = 400) -> ClientError:
+    return ClientError(status, message)
+
+
+def server_metadata(version: str) -> dict[str, Any]:
+    return {"name": "mnist-serve", "version": version, "extensions": EXTENSIONS}
+
+
+def model_metadata(meta: ModelMetadata) -> dict[str, Any]:
+    classes = len(meta.labels) if meta.head == "softmax" else -1
+    return {
+        "name": meta.name,
+        "versions": [meta.version],
+        "platform": "onnxruntime_onnx",
+        "inputs": [{"name": meta.input.name, "datatype": "FP32", "shape": [-1, meta.input.shape[1]]}],
+        "outputs": [
+            # one per label with softmax; the one-output (sigmoid) model gives 1 with sigmoid, 2 with softmax
+            {"name": "probabilities", "datatype": "FP32", "shape": [-1, classes]},
+            {"name": "label", "datatype": "BYTES", "shape": [-1]},
+        ],
+        "parameters": {"activations": list(ACTIVATIONS), "default_activation": meta.head, "labels": meta.labels},
+    }
+
+
+def parse_inference(body: bytes, header_length: str | None, input_name: str, max_rows: int) -> Inference:
+    """The request body (JSON, or JSON + binary tensor data) -> pixels and the answer's form; ClientError 400."""
+    if header_length is None:
+        header, binary = body, b""
+    else:
+        if not header_length.isdigit() or int(header_length) > len(body):
+            raise error(f"Inference-Header-Content-Length {header_length!r} is not a length within the body")
+        header, binary = body[: int(header_length)], body[int(header_length) :]
+    try:
+        request = InferenceRequest.model_validate_json(header)
+    except ValidationError as exc:
+        raise error(ClientError.from_validation(exc).message) from None
+    (tensor,) = request.inputs
+    if tensor.name != input_name:
+        raise error(f"unknown input {tensor.name!r}; the model's input is {input_name!r}")
+    pixels = input_pixels(tensor, binary, max_rows)
+    activation = request.parameters.get("activation")
+    if activation is not None and activation not in ACTIVATIONS:
+        raise error(f"parameters.activation: must be one of {', '.join(ACTIVATIONS)}")
+    wanted = [o.name for o in request.outputs] if request.outputs else list(OUTPUTS)
+    if unknown := [name for name in wanted if name not in OUTPUTS]:
+        raise error(f"unknown output {unknown[0]!r}; outputs: {', '.join(OUTPUTS)}")
+    binary_all = bool(request.parameters.get("binary_data_output", False))
+    binary_out = {o.name for o in request.outputs or [] if o.parameters.get("binary_data", binary_all)}
+    if binary_all and not request.outputs:
+        binary_out = set(OUTPUTS)
+    return Inference(request.id, pixels, activation, wanted, binary_out)
+
+
+def input_pixels(tensor: Tensor, binary: bytes, max_rows: int) -> np.ndarray:
+    dtype = INPUT_DATATYPES.get(tensor.datatype)
+    if dtype is None:
+        raise error(f"input {tensor.name}: datatype {tensor.datatype} is not supported; use FP32 or UINT8")
+    if len(tensor.shape) not in (2, 3) or int(np.prod(tensor.shape[1:])) != NUM_PIXELS or tensor.shape[0] < 1:
+        raise error(f"input {tensor.name}: shape {tensor.shape}; expected [N, 784] or [N, 28, 28]")
+    if tensor.shape[0] > max_rows:
+        raise error(f"input {tensor.name}: {tensor.shape[0]} images in one request; the limit is {max_rows}")
+    count = int(np.prod(tensor.shape))
+    size = tensor.parameters.get("binary_data_size")
+    if size is not None:
+        if size != len(binary) or size != count * dtype.itemsize:
+            raise error(
+                f"input {tensor.name}: binary_data_size {size}, {len(binary)} bytes sent, "
+                f"shape needs {count * dtype.itemsize}"
+            )
+        array = np.frombuffer(binary, dtype=dtype)
+    elif tensor.data is None:
+        raise error(f"input {tensor.name}: no data (send `data`, or binary_data_size and the bytes)")
+    else:
+        try:
+            array = np.asarray(tensor.data, dtype=np.float64 if dtype.kind == "f" else np.int64).reshape(-1)
+        except (TypeError, ValueError):
+            raise error(f"input {tensor.name}: data must be {count} numbers") from None
+        if array.size != count:
+            raise error(f"input {tensor.name}: {array.size} values for shape {tensor.shape}")
+        if dtype.kind == "u" and (array.min() < 0 or array.max() > 255):
+            raise error(f"input {tensor.name}: UINT8 values must be 0..255")
+    array = array.reshape(tensor.shape[0], NUM_PIXELS)
+    if dtype.kind == "u":
+        array = array.astype(np.float32) / UINT8_SCALE
+    try:
+        return validate_pixels(array, f"input {tensor.name}", max_rows)
+    except InputError as exc:
+        raise error(str(exc)) from None
+
+
+def encode_response(
+    response: PredictResponse, inference: Inference, model: str, version: str
+) -> tuple[bytes, dict[str, str]]:
+    """The v2 response body and its extra headers (the binary extension's, when any output is binary)."""
+    rows = len(response.predictions)
+    tensors: dict[str, tuple[str, list[int], np.ndarray | list[str]]] = {}
+    if "probabilities" in inference.outputs:
+        probabilities = np.array([p.probabilities for p in response.predictions], dtype=np.float32)
+        tensors["probabilities"] = ("FP32", list(probabilities.shape), probabilities)
+    if "label" in inference.outputs:
+        tensors["label"] = ("BYTES", [rows], [p.label for p in response.predictions])
+    outputs, blobs = [], []
+    for name in inference.outputs:
+        datatype, shape, values = tensors[name]
+        entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": shape}
+        if name in inference.binary:
+            blob = values.astype("<f4").tobytes() if datatype == "FP32" else bytes_tensor(values)
+            entry["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        else:
+            entry["data"] = values.reshape(-1).tolist() if datatype == "FP32" else values
+        outputs.append(entry)
+    header = {"model_name": model, "model_version": version, "outputs": outputs}
+    if inference.id is not None:
+        header["id"] = inference.id
+    head = json.dumps(header).encode()
+    if not blobs:
+        return head, {}
+    return head + b"".join(blobs), {HEADER_LENGTH: str(len(head)), "content-type": "application/octet-stream"}
+
+
+def bytes_tensor(values: list[str]) -> bytes:
+    """The binary extension's BYTES encoding: each element as a 4-byte little-endian length, then its bytes."""
+    out = bytearray()
+    for value in values:
+        raw = value.encode()
+        out += struct.pack("<I", len(raw)) + raw
+    return bytes(out)
+
+
+Route = Literal["server", "live", "ready", "model", "model_ready", "infer"]
+
+
+def route(method: str, path: str) -> tuple[Route, str | None, str | None] | None:
+    """`/v2/...` -> (what, model name, version); None for a path the protocol does not have."""
+    parts = path.strip("/").split("/")
+    if parts[0] != "v2":
+        return None
+    rest = parts[1:]
+    if method == "GET" and rest == []:
+        return "server", None, None
+    if method == "GET" and rest in (["health", "live"], ["health", "ready"]):
+        return ("live" if rest[1] == "live" else "ready"), None, None
+    if len(rest) < 2 or rest[0] != "models":
+        return None
+    name, version, tail = rest[1], None, rest[2:]
+    if tail[:1] == ["versions"] and len(tail) >= 2:
+        version, tail = tail[1], tail[2:]
+    if method == "GET" and tail == []:
+        return "model", name, version
+    if method == "GET" and tail == ["ready"]:
+        return "model_ready", name, version
+    if method == "POST" and tail == ["infer"]:
+        return "infer", name, version
+    return None

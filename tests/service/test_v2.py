@@ -1,0 +1,223 @@
+"""The Open Inference Protocol (v2) door in-process: routes, metadata, JSON and binary inference, errors."""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import numpy as np
+import pytest
+from starlette.testclient import TestClient
+
+from service import v2
+from service.runtime import ModelRuntime
+from service.schemas import Prediction, PredictResponse
+from tests.service.answers import assert_answers
+
+INFER = "/v2/models/default/infer"
+
+
+def infer_json(pixels: np.ndarray, datatype: str = "FP32", **request: object) -> dict:
+    data = pixels.astype(np.uint8 if datatype == "UINT8" else np.float32).tolist()
+    tensor = {"name": "pixels", "shape": list(pixels.shape), "datatype": datatype, "data": data}
+    return {"inputs": [tensor], **request}
+
+
+def as_response(body: dict, runtime: ModelRuntime, activation: str | None) -> PredictResponse:
+    """The v2 outputs read back into the service's own response, to compare with the runtime."""
+    outputs = {o["name"]: o for o in body["outputs"]}
+    probabilities = np.array(outputs["probabilities"]["data"], np.float32).reshape(outputs["probabilities"]["shape"])
+    predictions = [
+        Prediction(label=label, probabilities=p)
+        for label, p in zip(outputs["label"]["data"], probabilities.tolist(), strict=True)
+    ]
+    meta = runtime.metadata
+    return PredictResponse(
+        model=body["model_name"],
+        version=body["model_version"],
+        activation=activation or meta.head,
+        predictions=predictions,
+    )
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/v2", ("server", None, None)),
+        ("/v2/health/live", ("live", None, None)),
+        ("/v2/health/ready", ("ready", None, None)),
+        ("/v2/models/default", ("model", "default", None)),
+        ("/v2/models/default/versions/abc", ("model", "default", "abc")),
+        ("/v2/models/default/ready", ("model_ready", "default", None)),
+        ("/v2/models/default/versions/abc/ready", ("model_ready", "default", "abc")),
+        ("/v2/models", None),
+        ("/v2/repository/index", None),
+        ("/v3", None),
+    ],
+)
+def test_routes(path: str, expected: tuple | None) -> None:
+    assert v2.route("GET", path) == expected
+
+
+def test_infer_is_a_post_and_nothing_else_is() -> None:
+    assert v2.route("POST", INFER) == ("infer", "default", None)
+    assert v2.route("GET", INFER) is None
+    assert v2.route("POST", "/v2/models/default") is None
+
+
+def test_server_and_health(client: TestClient) -> None:
+    assert client.get("/v2").json() == {"name": "mnist-serve", "version": "1", "extensions": ["binary_tensor_data"]}
+    for path in ("/v2/health/live", "/v2/health/ready", "/v2/models/default/ready"):
+        assert client.get(path).status_code == 200
+
+
+def test_model_metadata_describes_the_served_model(client: TestClient, default_runtime: ModelRuntime) -> None:
+    meta = default_runtime.metadata
+    body = client.get("/v2/models/default").json()
+    assert (body["name"], body["versions"], body["platform"]) == ("default", [meta.version], "onnxruntime_onnx")
+    assert body["inputs"] == [{"name": meta.input.name, "datatype": "FP32", "shape": [-1, 784]}]
+    assert body["outputs"] == [
+        {"name": "probabilities", "datatype": "FP32", "shape": [-1, 10]},
+        {"name": "label", "datatype": "BYTES", "shape": [-1]},
+    ]
+    assert client.get(f"/v2/models/default/versions/{meta.version}").json() == body
+
+
+@pytest.mark.parametrize("activation", [None, "softmax", "sigmoid"])
+def test_json_inference_answers_as_the_runtime(
+    client: TestClient, default_runtime: ModelRuntime, sample, activation
+) -> None:  # noqa: ANN001
+    pixels = sample[0][:5] / 255
+    parameters = {"activation": activation} if activation else {}
+    response = client.post(INFER, json=infer_json(pixels, parameters=parameters, id="req-1"))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["id"] == "req-1"
+    assert_answers(
+        as_response(body, default_runtime, activation), default_runtime, pixels.astype(np.float32), activation
+    )
+
+
+def test_uint8_is_scaled_like_float(client: TestClient, sample) -> None:  # noqa: ANN001
+    as_uint8 = client.post(INFER, json=infer_json(sample[0][:4], "UINT8")).json()
+    as_float = client.post(INFER, json=infer_json(sample[0][:4] / 255)).json()
+    assert as_uint8["outputs"] == as_float["outputs"]
+
+
+def test_binary_tensors_in_and_out(client: TestClient, default_runtime: ModelRuntime, sample) -> None:  # noqa: ANN001
+    pixels = (sample[0][:3] / 255).astype(np.float32)
+    blob = pixels.tobytes()
+    tensor = {"name": "pixels", "shape": [3, 784], "datatype": "FP32", "parameters": {"binary_data_size": len(blob)}}
+    head = json.dumps({"inputs": [tensor], "parameters": {"binary_data_output": True}}).encode()
+    response = client.post(
+        INFER,
+        content=head + blob,
+        headers={"inference-header-content-length": str(len(head)), "content-type": "application/octet-stream"},
+    )
+    assert response.status_code == 200, response.text
+    split = int(response.headers["inference-header-content-length"])
+    header, data = json.loads(response.content[:split]), response.content[split:]
+    probabilities_out, label_out = header["outputs"]
+    size = probabilities_out["parameters"]["binary_data_size"]
+    probabilities = np.frombuffer(data[:size], "<f4").reshape(probabilities_out["shape"])
+    labels, rest = [], data[size:]
+    while rest:
+        (n,) = struct.unpack("<I", rest[:4])
+        labels.append(rest[4 : 4 + n].decode())
+        rest = rest[4 + n :]
+    assert label_out["parameters"]["binary_data_size"] == len(data) - size
+    expected = default_runtime.predict(pixels)
+    np.testing.assert_allclose(probabilities, expected.probabilities, rtol=1e-6, atol=1e-7)
+    assert labels == [default_runtime.metadata.labels[i] for i in expected.label_indices]
+
+
+def test_only_the_requested_outputs_binary_where_asked(client: TestClient, sample) -> None:  # noqa: ANN001
+    request = infer_json(sample[0][:2] / 255, outputs=[{"name": "label", "parameters": {"binary_data": False}}])
+    body = client.post(INFER, json=request).json()
+    assert [o["name"] for o in body["outputs"]] == ["label"]
+    assert "data" in body["outputs"][0]
+
+
+@pytest.mark.parametrize(
+    ("request_body", "status", "message"),
+    [
+        (
+            {"inputs": [{"name": "x", "shape": [1, 784], "datatype": "FP32", "data": [0.0] * 784}]},
+            400,
+            "unknown input 'x'",
+        ),
+        (
+            {"inputs": [{"name": "pixels", "shape": [1, 784], "datatype": "INT64", "data": [0] * 784}]},
+            400,
+            "INT64 is not supported",
+        ),
+        (
+            {"inputs": [{"name": "pixels", "shape": [1, 10], "datatype": "FP32", "data": [0.0] * 10}]},
+            400,
+            r"shape \[1, 10\]",
+        ),
+        (
+            {"inputs": [{"name": "pixels", "shape": [2, 784], "datatype": "FP32", "data": [0.0] * 784}]},
+            400,
+            "784 values for shape",
+        ),
+        (
+            {"inputs": [{"name": "pixels", "shape": [1, 784], "datatype": "FP32", "data": [2.0] * 784}]},
+            400,
+            r"in \[0, 1\]",
+        ),
+        ({"inputs": [{"name": "pixels", "shape": [1, 784], "datatype": "UINT8", "data": [300] * 784}]}, 400, "0..255"),
+        ({"inputs": [{"name": "pixels", "shape": [1, 784], "datatype": "FP32"}]}, 400, "no data"),
+        ({"inputs": [{"name": "pixels", "shape": [2000, 784], "datatype": "FP32", "data": []}]}, 400, "limit is 1024"),
+        ({"inputs": []}, 400, "at least 1 item"),
+        (
+            {
+                "inputs": [{"name": "pixels", "shape": [1, 784], "datatype": "FP32", "data": [0.0] * 784}],
+                "parameters": {"activation": "relu"},
+            },
+            400,
+            "activation: must be one of",
+        ),
+        (
+            {
+                "inputs": [{"name": "pixels", "shape": [1, 784], "datatype": "FP32", "data": [0.0] * 784}],
+                "outputs": [{"name": "logits"}],
+            },
+            400,
+            "unknown output 'logits'",
+        ),
+    ],
+)
+def test_bad_inference_requests_get_the_protocol_error_form(
+    client: TestClient, request_body: dict, status: int, message: str
+) -> None:
+    import re
+
+    response = client.post(INFER, json=request_body)
+    assert response.status_code == status
+    assert set(response.json()) == {"error"}
+    assert re.search(message, response.json()["error"]), response.json()
+
+
+def test_another_model_or_version_is_404(client: TestClient) -> None:
+    assert client.get("/v2/models/pigeon").status_code == 404
+    assert client.get("/v2/models/default/versions/0/ready").status_code == 404
+    assert client.get("/v2/nothing").status_code == 404
+
+
+def test_a_binary_size_that_does_not_match_is_refused(client: TestClient) -> None:
+    tensor = {"name": "pixels", "shape": [1, 784], "datatype": "FP32", "parameters": {"binary_data_size": 784 * 4}}
+    head = json.dumps({"inputs": [tensor]}).encode()
+    response = client.post(
+        INFER,
+        content=head + b"\0" * 100,
+        headers={"inference-header-content-length": str(len(head)), "content-type": "application/octet-stream"},
+    )
+    assert response.status_code == 400
+    assert "binary_data_size 3136, 100 bytes sent" in response.json()["error"]
+    response = client.post(
+        INFER,
+        content=head,
+        headers={"inference-header-content-length": "99999", "content-type": "application/octet-stream"},
+    )
+    assert "is not a length within the body" in response.json()["error"]
