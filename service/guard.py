@@ -114,11 +114,18 @@ class RequestGuard:
         return None if body is None else replay(body, receive)
 
     async def read_body(self, receive: Receive) -> bytes | None:
-        body = bytearray()
+        message = await receive()
+        if message["type"] != "http.request":
+            return None  # the client went away
+        if not message.get("more_body", False):  # the usual case: the whole body in one message, no copy
+            if len(message.get("body", b"")) > self.max_body_bytes:
+                raise ClientError(413, f"request body exceeds {self.max_body_bytes} bytes")
+            return message.get("body", b"")
+        body = bytearray(message.get("body", b""))
         while True:
             message = await receive()
             if message["type"] != "http.request":
-                return None  # the client went away
+                return None
             body += message.get("body", b"")
             if len(body) > self.max_body_bytes:
                 raise ClientError(413, f"request body exceeds {self.max_body_bytes} bytes")
