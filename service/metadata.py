@@ -1,10 +1,37 @@
-"""The schema of `models/<name>/metadata.json`: what the service relies on, validated before it serves."""
+"""The contract of `models/<name>/metadata.json`, defined once: the service validates with these models before it
+serves, and `models/metadata.schema.json`, written from them, is what training validates against before it
+writes (training never imports the service).
+
+    python -m service.metadata            # rewrite models/metadata.schema.json after changing the models below
+
+tests/service/test_metadata_schema.py fails when the checked-in schema and these models disagree.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import sys
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "models" / "metadata.schema.json"
+# What the service's checks below say, in JSON Schema terms, for validators that read only the file.
+HEAD_RULES = [
+    {
+        "if": {"properties": {"head": {"const": head}}},
+        "then": {
+            "properties": {
+                "output": {"properties": {"shape": {"prefixItems": [{"const": -1}, {"const": outputs}]}}},
+                "labels": {"minItems": labels, "maxItems": labels},
+            }
+        },
+    }
+    for head, outputs, labels in (("softmax", 10, 10), ("sigmoid", 1, 2))
+]
+INPUT_RULE = {"properties": {"input": {"properties": {"shape": {"prefixItems": [{"const": -1}, {"const": 784}]}}}}}
 
 
 class TensorSpec(BaseModel):
@@ -20,7 +47,8 @@ class FileEntry(BaseModel):
 
 
 class ModelMetadata(BaseModel):
-    model_config = ConfigDict(extra="allow")  # provenance fields (config, commands, libraries) pass through
+    # provenance fields (config, commands, libraries, parity...) pass through
+    model_config = ConfigDict(extra="allow", json_schema_extra={"allOf": [INPUT_RULE, *HEAD_RULES]})
 
     schema_version: Literal[1]
     name: str
@@ -43,3 +71,27 @@ class ModelMetadata(BaseModel):
         if len(self.labels) != max(outputs, 2):
             raise ValueError(f"{len(self.labels)} labels for {outputs} outputs")
         return self
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of metadata.json, from ModelMetadata."""
+    schema = ModelMetadata.model_json_schema()
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
+
+
+def write_schema(path: Path = SCHEMA_PATH) -> None:
+    """Atomically: a reader never sees half a schema."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(json_schema(), indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    path = Path(argv[0]) if argv else SCHEMA_PATH
+    write_schema(path)
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

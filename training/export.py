@@ -38,6 +38,7 @@ from .model import MLP, MNIST_MEAN, MNIST_STD, NUM_PIXELS, ModelConfig, count_pa
 log = logging.getLogger("training.export")
 
 METADATA_SCHEMA_VERSION = 1
+METADATA_SCHEMA = Path(__file__).resolve().parents[1] / "models" / "metadata.schema.json"
 INPUT_NAME = "pixels"
 OUTPUT_NAME = "logits"
 
@@ -134,6 +135,24 @@ def check_parity(model: MLP, onnx_path: Path, script_path: Path, x: torch.Tensor
     if failures:
         raise ParityError(f"export parity failed (tolerance {tolerance}): " + "; ".join(failures))
     return report
+
+
+class MetadataContractError(RuntimeError):
+    """The metadata an export would write is not what the service accepts."""
+
+
+def validate_metadata(metadata: dict[str, Any], schema_path: Path = METADATA_SCHEMA) -> None:
+    """Check metadata.json against models/metadata.schema.json (the service's own contract, written from
+    service/metadata.py) before anything is written: an export the service would refuse never lands."""
+    import jsonschema
+
+    schema = json.loads(schema_path.read_text())
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(metadata), key=lambda e: list(e.path))
+    if errors:
+        where = "/".join(map(str, errors[0].path)) or "(top level)"
+        raise MetadataContractError(
+            f"metadata.json would break the serving contract ({schema_path}): {where}: {errors[0].message}"
+        )
 
 
 def labels_for(model_cfg: ModelConfig, positive_digits: list[int]) -> list[str]:
@@ -235,6 +254,7 @@ def export(cfg: ExportConfig, command: list[str] | None = None) -> Path:
             f: {"sha256": sha256_of(tmp / f), "bytes": (tmp / f).stat().st_size} for f in ("model.onnx", "model.pt")
         }
         metadata = build_metadata(name, model, run_config, summary, parity, files, cfg, command, tmp / "model.onnx")
+        validate_metadata(metadata)
         atomic_write_json(tmp / "metadata.json", metadata)
         _swap_into_place(tmp, models_dir / name)
     except BaseException:

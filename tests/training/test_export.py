@@ -167,6 +167,7 @@ def test_metadata_is_the_contract_the_service_reads(shipped_mnist_nn, head: str)
         "tiny", MLP(cfg), run_config, summary, {"samples": 1000}, files, export_cfg, ["python", "-m", "e"], onnx_path
     )
     assert ModelMetadata.model_validate(meta).head == head  # what the service will accept
+    export_module.validate_metadata(meta)  # and what training checks before writing, from the schema file
     outputs = 10 if head == "softmax" else 1
     assert meta["schema_version"] == 1
     assert (meta["name"], meta["version"]) == ("tiny", "ab" * 6)
@@ -330,3 +331,13 @@ def test_parity_gate_on_the_one_output_head_compares_decisions_at_one_half(shipp
     nearest = float(logits[logits.abs().argmin()])  # the row closest to p = 0.5
     with pytest.raises(ParityError, match=r"argmax agreement 0\.\d+"):  # within tolerance, a decision changed
         check_parity(nudged(model, 0, -1.5 * nearest), onnx_path, script_path, x, tolerance=1.0)
+
+
+def test_an_export_the_service_would_refuse_is_stopped_before_writing() -> None:
+    meta = json.loads((MODELS_DIR / "pigeon" / "metadata.json").read_text())
+    export_module.validate_metadata(meta)
+    meta["head"] = "softmax"  # one output under a ten-class head
+    with pytest.raises(
+        export_module.MetadataContractError, match=r"serving contract .*: labels: \['not 0/1/2', '0/1/2'\] is too short"
+    ):
+        export_module.validate_metadata(meta)
