@@ -70,6 +70,14 @@ UPLOAD_ROUTES = ("/predict_image",)
     tracing={"excluded_urls": [] if SETTINGS.trace_predict else ["/predict", "/predict_bytes", "/predict_image"]},
 )
 class MNISTService:
+    """MNIST digit classification: a multilayer perceptron in ONNX Runtime with adaptive batching.
+
+    Send 28x28 pictures as JSON rows of 784 pixels in [0, 1] (`/predict`), as base64 bytes or a .npy file
+    (`/predict_bytes`), or as an uploaded picture of any size (`/predict_image`); get a label and softmax
+    or sigmoid probabilities per image. `GET /metadata` describes the served model; the Open Inference
+    Protocol (v2) is served under `/v2`. Refusals are `{"error", "field"}` with a 4xx status.
+    """
+
     @bentoml.on_deployment
     def verify_model() -> None:
         """Runs once in `bentoml serve`'s own process before any worker starts. A model that cannot be served
