@@ -21,6 +21,7 @@ from typing import Annotated
 
 import bentoml
 from bentoml.validators import ContentType
+from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import JSONResponse
 
 from . import compat
@@ -180,7 +181,15 @@ class MNISTService:
 
 compat.install()
 LIMITS = SETTINGS.limits
-MNISTService.add_asgi_middleware(  # added first: the outer of the two
+if SETTINGS.cors_origins:  # outermost of the service's middlewares, so the doors' answers carry CORS headers too
+    MNISTService.add_asgi_middleware(
+        CORSMiddleware,
+        allow_origins=list(SETTINGS.cors_origins),
+        allow_methods=["GET", "POST"],
+        allow_headers=["*"],
+        expose_headers=["retry-after", "inference-header-content-length"],
+    )
+MNISTService.add_asgi_middleware(  # BentoML keeps the order added: the guard outside the doors
     RequestGuard,
     max_body_bytes=LIMITS.max_body_bytes,
     json_routes=JSON_ROUTES,

@@ -22,6 +22,7 @@
 | MNIST_BODY_TIMEOUT_S | 30 | seconds for a request body to arrive; slower gets 408 |
 | MNIST_API_TOKEN | (unset) | when set, predict and metadata routes need `Authorization: Bearer <token>` (else 401) |
 | MNIST_LOG_FORMAT | text | json: one JSON object per log line |
+| MNIST_CORS_ORIGINS | (unset) | comma-separated origins allowed to call from a browser (`*` for any) |
 """
 
 from __future__ import annotations
@@ -68,6 +69,9 @@ class ServiceSettings:
     fast_path: bool = True  # predict routes beside BentoML's API layer, through its batcher (service/fastpath.py)
     api_token: str = ""  # empty: no authentication (put the service behind a gateway that does it)
     log_format: str = "text"  # or "json"
+    # Browser origins allowed (CORS). Not BentoML's http.cors: BentoML adds its CORS middleware inside the
+    # service's own, so the doors' answers would go out without CORS headers.
+    cors_origins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.log_format not in LOG_FORMATS:
@@ -98,6 +102,7 @@ class ServiceSettings:
             ),
             api_token=env.get("MNIST_API_TOKEN", ""),
             log_format=(env.get("MNIST_LOG_FORMAT") or "text").strip().lower(),
+            cors_origins=tuple(o.strip() for o in env.get("MNIST_CORS_ORIGINS", "").split(",") if o.strip()),
         )
 
 

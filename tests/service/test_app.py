@@ -192,3 +192,16 @@ def test_openapi_examples_are_answered_as_the_runtime_answers_them(
 def test_health_endpoints_answer(client: TestClient) -> None:
     assert client.get("/livez").status_code == 200
     assert client.get("/readyz").status_code == 200
+
+
+def test_the_middleware_stack_is_what_the_doors_assume(client: TestClient) -> None:
+    """BentoML's metrics and tracing outside (so the doors' answers are counted), the timeout fix in place of
+    BentoML's leaking middleware, then the guard, then the doors; BentoML's request context only for what the
+    doors hand on (the doors do not use it)."""
+    from service.compat import CancellingTimeoutMiddleware
+
+    names = [m.cls.__name__ for m in client.app.user_middleware]
+    assert names[-4:] == ["CancellingTimeoutMiddleware", "RequestGuard", "Doors", "ContextMiddleware"]
+    assert names.index("RunnerTrafficMetricsMiddleware") < names.index("Doors")
+    assert any(m.cls is CancellingTimeoutMiddleware for m in client.app.user_middleware)
+    assert "TimeoutMiddleware" not in names  # BentoML's own, with the timer leak
