@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .payloads import Payloads, check_response
+from .payloads import Payloads, check_answer
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,7 @@ async def _send(session, cfg: LoadConfig, payloads: Payloads, result: LoadResult
         async with session.post(cfg.host + request.path, **request.kwargs) as resp:
             body = await resp.read()
             status = resp.status
+            response_headers = resp.headers
     except (TimeoutError, aiohttp.ClientError) as exc:
         if result is not None:
             result.statuses[type(exc).__name__] += 1
@@ -89,7 +90,7 @@ async def _send(session, cfg: LoadConfig, payloads: Payloads, result: LoadResult
     if status != 200:
         result.failures[f"HTTP {status}"] += 1
         return
-    problem = check_response(json.loads(body), request)
+    problem = check_answer(body, response_headers, request)
     if problem:
         result.failures[problem] += 1
     else:

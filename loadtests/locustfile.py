@@ -5,17 +5,16 @@
     python -m loadtests.run --scenario json-1            # starts the service, warms up, writes a report
 
 User classes: JsonOneImageUser (1 image per JSON request), JsonBatchUser (16 / 64 / 256 images per JSON
-request), BytesBatchUser (256 images per request through /predict_bytes), ImageUploadUser (PNG uploads).
+request), BytesBatchUser (256 images per request through /predict_bytes), V2BinaryUser (256 images per
+Open Inference Protocol request, binary tensors), ImageUploadUser (PNG uploads).
 Bodies are real MNIST test digits from loadtests/data/mnist_sample.npz, encoded once at start.
 """
 
 from __future__ import annotations
 
-import json
-
 from locust import FastHttpUser, task
 
-from loadtests.payloads import Payloads, Request, check_response
+from loadtests.payloads import Payloads, Request, check_answer
 
 
 class CheckedUser(FastHttpUser):
@@ -29,17 +28,14 @@ class CheckedUser(FastHttpUser):
         with self.client.post(
             request.path,
             data=request.body,
-            headers={"Content-Type": request.content_type},
+            headers=request.headers,
             name=name or request.path,
             catch_response=True,
         ) as resp:
             if resp.status_code != 200:
                 resp.failure(f"HTTP {resp.status_code}: {resp.text[:200]}")
                 return
-            try:
-                problem = check_response(json.loads(resp.content), request)
-            except (ValueError, AttributeError) as exc:
-                problem = f"unreadable response: {exc}"
+            problem = check_answer(resp.content, resp.headers, request)
             if problem:
                 resp.failure(problem)
             else:
@@ -77,6 +73,16 @@ class BytesBatchUser(CheckedUser):
     @task
     def predict_bytes(self) -> None:
         self.send(self.payloads.next(), "/predict_bytes [256 images]")
+
+
+class V2BinaryUser(CheckedUser):
+    """The Open Inference Protocol with binary tensors: 256 uint8 images in, probabilities and labels out."""
+
+    scenario = "v2-256"
+
+    @task
+    def infer(self) -> None:
+        self.send(self.payloads.next(), "/v2/models/default/infer [256 images]")
 
 
 class ImageUploadUser(CheckedUser):

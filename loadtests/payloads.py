@@ -12,6 +12,7 @@ import functools
 import io
 import itertools
 import json
+import struct
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,10 +31,15 @@ class Request:
     body: bytes
     content_type: str
     images: int
+    extra_headers: tuple[tuple[str, str], ...] = ()  # v2 binary: Inference-Header-Content-Length
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Content-Type": self.content_type, **dict(self.extra_headers)}
 
     @property
     def kwargs(self) -> dict[str, Any]:
-        return {"data": self.body, "headers": {"Content-Type": self.content_type}}
+        return {"data": self.body, "headers": self.headers}
 
 
 def load_sample() -> tuple[np.ndarray, np.ndarray]:
@@ -76,12 +82,65 @@ def build_requests(scenario: str, images: np.ndarray, pool: int | None = None) -
         elif kind == "bytes":
             body = json.dumps({"data": base64.b64encode(rows.tobytes()).decode()}).encode()
             requests.append(Request("/predict_bytes", body, "application/json", n))
+        elif kind == "v2":  # the Open Inference Protocol, binary tensors both ways (UINT8 in, FP32 out)
+            header, blob = v2_binary_request(rows)
+            requests.append(
+                Request(
+                    "/v2/models/default/infer",
+                    header + blob,
+                    "application/octet-stream",
+                    n,
+                    (("Inference-Header-Content-Length", str(len(header))),),
+                )
+            )
         elif kind == "image":
             body, content_type = _multipart("image", "digit.png", _png(images[start]), "image/png")
             requests.append(Request("/predict_image", body, content_type, 1))
         else:
-            raise ValueError(f"scenario: got {scenario!r}; allowed: json-N, bytes-N, image")
+            raise ValueError(f"scenario: got {scenario!r}; allowed: json-N, bytes-N, v2-N, image")
     return requests
+
+
+def v2_binary_request(rows: np.ndarray) -> tuple[bytes, bytes]:
+    """(JSON header, binary input) of a v2 inference request for uint8 rows, all outputs binary."""
+    tensor = {
+        "name": "pixels",
+        "shape": list(rows.shape),
+        "datatype": "UINT8",
+        "parameters": {"binary_data_size": rows.size},
+    }
+    header = json.dumps({"inputs": [tensor], "parameters": {"binary_data_output": True}}).encode()
+    return header, np.ascontiguousarray(rows, dtype=np.uint8).tobytes()
+
+
+def v2_binary_answer(content: bytes, header_length: int) -> dict[str, Any]:
+    """A binary v2 answer read back into the service's own response form, for check_response."""
+    header, data = json.loads(content[:header_length]), content[header_length:]
+    outputs = {}
+    for output in header["outputs"]:
+        size = output["parameters"]["binary_data_size"]
+        outputs[output["name"]], data = (output, data[:size]), data[size:]
+    (probabilities_spec, blob) = outputs["probabilities"]
+    probabilities = np.frombuffer(blob, "<f4").reshape(probabilities_spec["shape"])
+    labels, blob = [], outputs["label"][1]
+    while blob:
+        (n,) = struct.unpack("<I", blob[:4])
+        labels.append(blob[4 : 4 + n].decode())
+        blob = blob[4 + n :]
+    predictions = [
+        {"label": label, "probabilities": p} for label, p in zip(labels, probabilities.tolist(), strict=True)
+    ]
+    return {"activation": "softmax", "predictions": predictions}
+
+
+def check_answer(content: bytes, headers: Any, request: Request) -> str | None:  # noqa: ANN401 - any headers mapping
+    """check_response on a raw answer: JSON, or a binary v2 answer (Inference-Header-Content-Length)."""
+    length = headers.get("Inference-Header-Content-Length") or headers.get("inference-header-content-length")
+    try:
+        body = v2_binary_answer(content, int(length)) if length is not None else json.loads(content)
+    except (ValueError, KeyError, struct.error) as exc:
+        return f"unreadable response: {exc}"
+    return check_response(body, request)
 
 
 class Payloads:

@@ -221,3 +221,19 @@ def test_a_binary_size_that_does_not_match_is_refused(client: TestClient) -> Non
         headers={"inference-header-content-length": "99999", "content-type": "application/octet-stream"},
     )
     assert "is not a length within the body" in response.json()["error"]
+
+
+def test_the_load_tests_v2_scenario_is_answered_and_checked(client: TestClient) -> None:
+    """loadtests' v2-N bodies get right answers, and the load tests' check reads the binary answer back."""
+    from loadtests.payloads import build_requests, check_answer, load_sample
+
+    (request,) = build_requests("v2-4", load_sample()[0], pool=1)
+    response = client.post(request.path, content=request.body, headers=request.headers)
+    assert response.status_code == 200, response.text
+    assert check_answer(response.content, response.headers, request) is None
+    split = int(response.headers["inference-header-content-length"])
+    header = json.loads(response.content[:split])
+    size = header["outputs"][0]["parameters"]["binary_data_size"]
+    swapped = np.frombuffer(response.content[split : split + size], "<f4")[::-1].astype("<f4").tobytes()
+    wrong = response.content[:split] + swapped + response.content[split + size :]
+    assert check_answer(wrong, response.headers, request) is not None
