@@ -6,7 +6,8 @@
 1. the in-process ceiling: ONNX Runtime called directly at batch 1, 64 and 256;
 2. one image per JSON request, 64 Locust users, 30 s, for the service, the service with batching off and
    the minimal FastAPI baseline (server on core 0, Locust on core 1);
-3. 256 images per request through the binary form, against the ceiling at batch 256;
+3. 256 images per request through the binary form, and through the Open Inference Protocol (v2) with binary
+   tensors, against the ceiling at batch 256;
 4. open loop (fixed arrival rates) at 25%, 50% and 75% of the service's measured capacity.
 """
 
@@ -51,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     bytes_run = run(
         RunConfig("bytes-256", "service", users=[args.bytes_users], duration=args.duration, out=str(out / "bytes"))
     )["runs"][0]
+    v2_run = run(RunConfig("v2-256", "service", users=[args.bytes_users], duration=args.duration, out=str(out / "v2")))[
+        "runs"
+    ][0]
 
     capacity = json1["service"]["requests_per_s"]
     open_loop = []
@@ -62,7 +66,9 @@ def main(argv: list[str] | None = None) -> int:
             open_loop.append({"fraction": fraction, "rate": rate, **summary})
             print(f"open loop {rate}/s: p50 {summary['p50_ms']:.1f} ms, p99 {summary['p99_ms']:.1f} ms")
     (out / "compare.json").write_text(
-        json.dumps({"ceiling": ceil, "json1": json1, "bytes": bytes_run, "open_loop": open_loop}, indent=2)
+        json.dumps(
+            {"ceiling": ceil, "json1": json1, "bytes": bytes_run, "v2": v2_run, "open_loop": open_loop}, indent=2
+        )
     )
 
     svc, nob, fast = json1["service"], json1["service-nobatch"], json1["fastapi"]
@@ -112,7 +118,10 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Binary form, 256 images per request, {args.bytes_users} users: {bytes_run['requests_per_s']:.1f} "
         f"requests/s, {bytes_run['images_per_s']:.0f} images/s, p99 {bytes_run['p99_ms']:.0f} ms, "
-        f"failed {bytes_run['failed']}.",
+        f"failed {bytes_run['failed']}. The same images through the Open Inference Protocol (v2, binary tensors "
+        f"both ways): {v2_run['requests_per_s']:.1f} requests/s, {v2_run['images_per_s']:.0f} images/s "
+        f"({v2_run['images_per_s'] / bytes_run['images_per_s']:.2f}x the binary form), p99 {v2_run['p99_ms']:.0f} ms, "
+        f"failed {v2_run['failed']}.",
         "",
         "Open loop (asyncio client, fixed arrival rate, latency timed from each request's scheduled send):",
         "",

@@ -39,8 +39,8 @@ from .server import pin_to
 from .targets import TARGETS
 
 USER_CLASSES = {"json-1": "JsonOneImageUser", "json-batch": "JsonBatchUser", "bytes-256": "BytesBatchUser"}
-USER_CLASSES["image"] = "ImageUploadUser"
-IMAGES_PER_REQUEST = {"json-1": 1, "bytes-256": 256, "image": 1}
+USER_CLASSES |= {"v2-256": "V2BinaryUser", "image": "ImageUploadUser"}
+IMAGES_PER_REQUEST = {"json-1": 1, "bytes-256": 256, "v2-256": 256, "image": 1}
 BIN = Path(sys.executable).parent
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 LOCUST_CONF = Path(__file__).with_name("locust.conf")

@@ -14,11 +14,15 @@ tests/service/test_compat.py fails when the pinned class stops leaking: the sign
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
+import inspect
 import logging
 import time
 from typing import Any
 
+import attrs
 from _bentoml_sdk.method import APIMethod
+from _bentoml_sdk.service import openapi
 from bentoml._internal.marshal.dispatcher import CorkDispatcher
 from bentoml._internal.server.http import traffic
 from pydantic import ValidationError
@@ -65,6 +69,7 @@ def install() -> None:
     """Idempotent. BentoML imports TimeoutMiddleware from this module when it builds each app."""
     traffic.TimeoutMiddleware = CancellingTimeoutMiddleware
     require_request_bodies()
+    name_the_openapi_document()
     http_app_log = logging.getLogger(HTTP_APP_LOGGER)
     if not any(isinstance(f, QuietClientErrors) for f in http_app_log.filters):
         http_app_log.addFilter(QuietClientErrors())
@@ -152,3 +157,35 @@ def require_request_bodies() -> None:
     openapi_request.requires_body = True  # type: ignore[attr-defined]
     openapi_request.__wrapped__ = original  # type: ignore[attr-defined]
     APIMethod.openapi_request = openapi_request  # type: ignore[method-assign]
+
+
+def name_the_openapi_document() -> None:
+    """BentoML titles the OpenAPI document with the service's BentoML name, versions it "None" outside a
+    built bento, describes it with BentoML's boilerplate README (badges, community links) and gives BentoML's
+    own team as its contact. Title it with the project and the running package's version, describe it with
+    the service class's docstring, and drop the contact, which is not this service's. Checked against BentoML 1.4.39
+    (`_bentoml_sdk.service.openapi.generate_spec`, imported by `Service.openapi_spec` at each call;
+    tests/service/test_compat.py fails when that changes)."""
+    original = openapi.generate_spec
+    if getattr(original, "names_document", False):
+        return
+
+    def generate_spec(svc: Any, **kwargs: Any) -> Any:  # noqa: ANN401 - BentoML's types
+        spec = original(svc, **kwargs)
+        description = inspect.getdoc(svc.inner) or spec.info.description  # the service class's docstring
+        info = attrs.evolve(spec.info, title=PROJECT, version=project_version(), description=description, contact=None)
+        return attrs.evolve(spec, info=info)
+
+    generate_spec.names_document = True  # type: ignore[attr-defined]
+    generate_spec.__wrapped__ = original  # type: ignore[attr-defined]
+    openapi.generate_spec = generate_spec
+
+
+PROJECT = "mnist-serve"
+
+
+def project_version() -> str:
+    try:
+        return importlib.metadata.version(PROJECT)
+    except importlib.metadata.PackageNotFoundError:  # a bento: the source without the installed package
+        return "unreleased"

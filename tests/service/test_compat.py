@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from _bentoml_sdk.method import APIMethod
+from _bentoml_sdk.service import openapi
 from bentoml._internal.server.http.traffic import TimeoutMiddleware
 from bentoml.exceptions import BadInput
 from pydantic import ValidationError
@@ -231,3 +232,16 @@ def test_bentoml_still_leaves_request_bodies_optional_where_the_fix_requires_the
     assert paths["/predict"]["post"]["requestBody"]["required"] is True
     assert paths["/predict_image"]["post"]["requestBody"]["required"] is True
     assert "required" not in paths["/metadata"]["post"]["requestBody"]  # no fields: an empty body is fine
+
+
+def test_the_openapi_document_names_this_service(client: Any) -> None:  # noqa: ANN401
+    """When the last assert fails, BentoML no longer writes its own contact and "None": re-check the patch."""
+    from service.compat import project_version
+    from service.service import MNISTService
+
+    info = client.get("/docs.json").json()["info"]
+    assert (info["title"], info["version"]) == ("mnist-serve", project_version())
+    assert "contact" not in info
+    assert info["description"].startswith("MNIST digit classification")
+    bentoml_own = openapi.generate_spec.__wrapped__(MNISTService).info
+    assert (bentoml_own.title, bentoml_own.version, bentoml_own.contact.name) == ("mnist", "None", "BentoML Team")
