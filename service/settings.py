@@ -11,7 +11,7 @@
 | MNIST_BATCHING | 1 | 0: no adaptive batching (each request its own ONNX Runtime call), for comparison |
 | MNIST_MAX_BATCH_SIZE | 1024 | most images in one ONNX Runtime call made by the adaptive batcher |
 | MNIST_MAX_LATENCY_MS | 1000 | the batcher's end-to-end budget: past it a queued request gets 503 |
-| MNIST_MAX_QUEUE | 128 | requests waiting for the batcher; past it a new one gets 503 + Retry-After at once |
+| MNIST_MAX_QUEUE | 512 | requests waiting for the batcher; past it a new one gets 503 + Retry-After at once |
 | MNIST_WORKERS | 1 | server processes, each with its own model session |
 | MNIST_FAST_PATH | 1 | 0: serve /predict and /predict_bytes through BentoML's API layer too (see service/fastpath.py) |
 | MNIST_TRACE_PREDICT | 0 | 1: keep OpenTelemetry on the predict routes (off by default: it cost 36% throughput) |
@@ -54,9 +54,12 @@ class Batching:
     # see the tuning sweeps in docs/benchmarks.md
     max_batch_size: int = 1024
     max_latency_ms: int = 1000  # a budget, not a wait window: 50 ms gave 503 storms at 64 clients
-    # Requests admitted to the batcher; one more gets 503 + Retry-After at once. A full queue drains in
-    # ~25 ms at one core's ~5,000 one-image requests/s, so served requests keep a low p99 under any overload.
-    max_queue: int = 128
+    # Requests admitted to the batcher; one more gets 503 + Retry-After at once. 512 is ~0.25 s of queue at one
+    # core's ~2,000 one-image requests/s: it bounds a served request's wait on a bad day, while a good day's
+    # bursts and the shared machine's stalls fit in it. 128 shed 4.7% of an open loop at half capacity in
+    # `loadtests.compare` (2026-11-23 08:51) and 12,920 of 45,000 requests at 1,500/s, where 512 shed none
+    # (one run each, docs/benchmarks.md).
+    max_queue: int = 512
     workers: int = 1
 
 
