@@ -30,7 +30,7 @@ from starlette.requests import Request
 
 from . import v2
 from .errors import ClientError
-from .guard import ASGIApp, Receive, Scope, Send, replay, send_json, send_refusal
+from .guard import ASGIApp, Receive, Scope, Send, read_body, replay, send_json, send_refusal
 from .images import pixels_from_upload
 from .runtime import ACTIVATIONS, NUM_PIXELS, InputError
 from .schemas import ModelInfo, PixelRequest, PredictResponse
@@ -194,17 +194,6 @@ def is_json_object(body: bytes) -> bool:
         return isinstance(json.loads(body), dict)
     except ValueError:
         return False
-
-
-async def read_body(receive: Receive) -> bytes | None:
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return None
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks)
 
 
 async def _no_more() -> dict:

@@ -108,29 +108,32 @@ class RequestGuard:
             raise ClientError(413, f"request body of {int(declared)} bytes exceeds {self.max_body_bytes}")
         try:
             async with asyncio.timeout(self.body_timeout_s):
-                body = await self.read_body(receive)
+                body = await read_body(receive, self.max_body_bytes)
         except TimeoutError:
             raise ClientError(408, f"the request body did not arrive within {self.body_timeout_s:g} s") from None
         return None if body is None else replay(body, receive)
 
-    async def read_body(self, receive: Receive) -> bytes | None:
+
+async def read_body(receive: Receive, limit: float = float("inf")) -> bytes | None:
+    """The whole request body (None if the client went away); ClientError 413 past `limit` bytes."""
+    message = await receive()
+    if message["type"] != "http.request":
+        return None
+    if not message.get("more_body", False):  # the usual case: the whole body in one message, no copy
+        body = message.get("body", b"")
+        if len(body) > limit:
+            raise ClientError(413, f"request body exceeds {limit} bytes")
+        return body
+    chunks = bytearray(message.get("body", b""))
+    while True:
         message = await receive()
         if message["type"] != "http.request":
-            return None  # the client went away
-        if not message.get("more_body", False):  # the usual case: the whole body in one message, no copy
-            if len(message.get("body", b"")) > self.max_body_bytes:
-                raise ClientError(413, f"request body exceeds {self.max_body_bytes} bytes")
-            return message.get("body", b"")
-        body = bytearray(message.get("body", b""))
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return None
-            body += message.get("body", b"")
-            if len(body) > self.max_body_bytes:
-                raise ClientError(413, f"request body exceeds {self.max_body_bytes} bytes")
-            if not message.get("more_body", False):
-                return bytes(body)
+            return None
+        chunks += message.get("body", b"")
+        if len(chunks) > limit:
+            raise ClientError(413, f"request body exceeds {limit} bytes")
+        if not message.get("more_body", False):
+            return bytes(chunks)
 
 
 def replay(body: bytes, receive: Receive) -> Receive:
