@@ -12,7 +12,6 @@ import logging
 import os
 import re
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -47,26 +46,6 @@ class InputError(ValueError):
         self.message = message
 
 
-def env_bool(value: str | None, default: bool) -> bool:
-    if value is None or value == "":
-        return default
-    return value.strip().lower() in ("1", "true", "yes", "on")
-
-
-def env_int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
-    """An integer setting from the environment; a bad value is an error naming the variable."""
-    raw = env.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{name}: got {raw!r}; allowed: an integer >= {minimum}") from None
-    if value < minimum:
-        raise ValueError(f"{name}: got {value}; allowed: an integer >= {minimum}")
-    return value
-
-
 @dataclass(frozen=True)
 class RuntimeConfig:
     models_dir: str = DEFAULT_MODELS_DIR
@@ -87,18 +66,6 @@ class RuntimeConfig:
             raise ValueError(f"device: got {self.device!r}; allowed: {', '.join(DEVICES)}")
         if self.intra_op_threads < 0:
             raise ValueError(f"intra_op_threads: got {self.intra_op_threads}; allowed: 0 (ORT decides) or more")
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> RuntimeConfig:
-        """MNIST_MODELS_DIR, MNIST_MODEL, MNIST_DEVICE, MNIST_REQUIRE_GPU, MNIST_ORT_THREADS, MNIST_ORT_SPINNING."""
-        return cls(
-            models_dir=env.get("MNIST_MODELS_DIR") or cls.models_dir,
-            model=env.get("MNIST_MODEL") or cls.model,
-            device=env.get("MNIST_DEVICE") or cls.device,
-            require_gpu=env_bool(env.get("MNIST_REQUIRE_GPU"), cls.require_gpu),
-            intra_op_threads=env_int(env, "MNIST_ORT_THREADS", cls.intra_op_threads, 0),
-            spinning=env_bool(env.get("MNIST_ORT_SPINNING"), cls.spinning),
-        )
 
 
 def sha256_of(path: Path) -> str:

@@ -1,4 +1,5 @@
-"""The service's settings, from environment variables, with defaults that work.
+"""The service's settings, from environment variables, with defaults that work. The one module that reads the
+environment: the runtime, the doors and the core get the typed settings it builds.
 
 | variable | default | meaning |
 |---|---|---|
@@ -32,9 +33,42 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .runtime import RuntimeConfig, env_bool, env_int
+from .runtime import RuntimeConfig
 
 LOG_FORMATS = ("text", "json")
+
+
+def env_bool(value: str | None, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def env_int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
+    """An integer setting from the environment; a bad value is an error naming the variable."""
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name}: got {raw!r}; allowed: an integer >= {minimum}") from None
+    if value < minimum:
+        raise ValueError(f"{name}: got {value}; allowed: an integer >= {minimum}")
+    return value
+
+
+def runtime_config(env: Mapping[str, str]) -> RuntimeConfig:
+    """MNIST_MODELS_DIR, MNIST_MODEL, MNIST_DEVICE, MNIST_REQUIRE_GPU, MNIST_ORT_THREADS, MNIST_ORT_SPINNING."""
+    defaults = RuntimeConfig
+    return RuntimeConfig(
+        models_dir=env.get("MNIST_MODELS_DIR") or defaults.models_dir,
+        model=env.get("MNIST_MODEL") or defaults.model,
+        device=env.get("MNIST_DEVICE") or defaults.device,
+        require_gpu=env_bool(env.get("MNIST_REQUIRE_GPU"), defaults.require_gpu),
+        intra_op_threads=env_int(env, "MNIST_ORT_THREADS", defaults.intra_op_threads, 0),
+        spinning=env_bool(env.get("MNIST_ORT_SPINNING"), defaults.spinning),
+    )
 
 
 @dataclass(frozen=True)
@@ -86,7 +120,7 @@ class ServiceSettings:
             return env_int(env, name, default, minimum)
 
         return cls(
-            runtime=RuntimeConfig.from_env(env),
+            runtime=runtime_config(env),
             batching=Batching(
                 enabled=env_bool(env.get("MNIST_BATCHING"), Batching.enabled),
                 max_batch_size=number("MNIST_MAX_BATCH_SIZE", Batching.max_batch_size, 2),

@@ -34,3 +34,12 @@ def test_bentoml_internals_only_in_their_modules() -> None:
         if any(m.startswith(("bentoml._internal", "_bentoml_")) for m in imported_modules(path))
     }
     assert users == INTERNALS_ALLOWED
+
+
+def test_only_the_settings_read_the_environment() -> None:
+    readers = {
+        path.name
+        for path in (REPO / "service").glob("*.py")
+        if "os.environ" in (text := path.read_text()) or "getenv" in text
+    }
+    assert readers == {"settings.py"}
