@@ -47,11 +47,12 @@ def pixels_from_base64(
         if len(raw) == 0 or len(raw) % image_bytes:
             raise InputError("data", f"{len(raw)} bytes is not a whole number of {image_bytes}-byte {dtype} images")
         array = np.frombuffer(raw, dtype=dtype).reshape(-1, NUM_PIXELS)
-    if array.dtype == np.uint8:
-        array = array.astype(np.float32) / UINT8_SCALE
-    elif not np.issubdtype(array.dtype, np.floating):
-        raise InputError("data", f"dtype {array.dtype} is not supported; use uint8 or float32")
-    return validate_pixels(array, "data", max_rows)
+    return validate_pixels(unit_range(array), "data", max_rows)
+
+
+def unit_range(array: np.ndarray) -> np.ndarray:
+    """uint8 pixels (0..255) -> float32 in [0, 1], as training saw them; float pixels as they are."""
+    return array.astype(np.float32) / UINT8_SCALE if array.dtype == np.uint8 else array
 
 
 def array_from_npy(raw: bytes, max_rows: int | None = None) -> np.ndarray:

@@ -142,7 +142,7 @@ async def read_upload(scope: Scope, body: bytes) -> tuple[bytes, str | None]:
 
 
 async def metadata(service, scope: Scope, body: bytes) -> bytes:  # noqa: ANN001 - the MNISTService
-    if scope["method"] == "POST" and body.strip() not in (b"", b"{}") and not is_json_object(body):
+    if scope["method"] == "POST" and body.strip() and not is_json_object(body):
         raise ClientError(400, "body: must be a JSON object; send {} or use GET /metadata", "body")
     info: ModelInfo = service.metadata()
     return ModelInfo.__pydantic_serializer__.to_json(info)
@@ -180,7 +180,7 @@ async def open_inference(service, scope: Scope, body: bytes) -> Answer:  # noqa:
     return v2.encode_response(response, inference, meta.name, meta.version)
 
 
-def json_string(text: str) -> str | None:
+def json_string(text: str) -> str:
     try:
         value = json.loads(text)
     except ValueError:

@@ -95,12 +95,7 @@ class FastPredictor:
         wait longer than the latency budget, and its wait would slow every request behind it."""
         if self._queued >= self.batching.max_queue:
             shed_counter().labels(route=route).inc()
-            raise ClientError(
-                503,
-                f"overloaded: {self._queued} requests are queued (MNIST_MAX_QUEUE={self.batching.max_queue}); "
-                f"retry after {RETRY_AFTER_S} s",
-                headers={"retry-after": str(RETRY_AFTER_S)},
-            )
+            raise overloaded(f"{self._queued} requests are queued (MNIST_MAX_QUEUE={self.batching.max_queue})")
 
     async def respond(self, route: str, body: bytes) -> bytes:
         """A request body -> the JSON body of its 200, or ClientError: 503 when full, 400 naming the field."""
@@ -126,11 +121,12 @@ class FastPredictor:
             finally:
                 self._queued -= 1
             if response is _OVERLOADED:
-                limit = self.batching.max_latency_ms
-                raise ClientError(
-                    503,
-                    f"overloaded: the request waited past the batching budget of {limit} ms; "
-                    f"retry after {RETRY_AFTER_S} s",
-                    headers={"retry-after": str(RETRY_AFTER_S)},
-                )
+                raise overloaded(f"the request waited past the batching budget of {self.batching.max_latency_ms} ms")
         return response
+
+
+def overloaded(reason: str) -> ClientError:
+    """503 with Retry-After: the two ways a request is turned away for load."""
+    return ClientError(
+        503, f"overloaded: {reason}; retry after {RETRY_AFTER_S} s", headers={"retry-after": str(RETRY_AFTER_S)}
+    )

@@ -25,7 +25,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .decoding import UINT8_SCALE
+from .decoding import unit_range
 from .errors import ClientError
 from .metadata import ModelMetadata
 from .runtime import ACTIVATIONS, NUM_PIXELS, Activation, InputError, validate_pixels
@@ -153,13 +153,12 @@ def input_pixels(tensor: Tensor, binary: bytes, max_rows: int) -> np.ndarray:
             raise error(f"input {tensor.name}: data must be {count} numbers") from None
         if array.size != count:
             raise error(f"input {tensor.name}: {array.size} values for shape {tensor.shape}")
-        if dtype.kind == "u" and (array.min() < 0 or array.max() > 255):
-            raise error(f"input {tensor.name}: UINT8 values must be 0..255")
-    array = array.reshape(tensor.shape[0], NUM_PIXELS)
-    if dtype.kind == "u":
-        array = array.astype(np.float32) / UINT8_SCALE
+        if dtype.kind == "u":
+            if array.min() < 0 or array.max() > 255:
+                raise error(f"input {tensor.name}: UINT8 values must be 0..255")
+            array = array.astype(np.uint8)
     try:
-        return validate_pixels(array, f"input {tensor.name}", max_rows)
+        return validate_pixels(unit_range(array.reshape(tensor.shape[0], NUM_PIXELS)), f"input {tensor.name}", max_rows)
     except InputError as exc:
         raise error(str(exc)) from None
 
