@@ -36,7 +36,8 @@ SCOPE = {
     "request decoding (/predict, /predict_bytes)": ["service.decoding.*"],
     "request batching and per-request slicing": [
         "service.predictor.*",
-        "service.batching.*",
+        "service.compat.xǁRequestContainerǁ*",
+        "service.compat.xǁResponseContainerǁ*",
         "service.fastpath.xǁFastPredictorǁ*",
     ],
     "image preprocessing (/predict_image)": ["service.images.*"],
@@ -72,12 +73,12 @@ EQUIVALENT: list[tuple[str, str, str]] = [
         "against its rows first): `strict` only guards",
     ),
     (
-        "service.batching.*",
+        "service.compat.xǁ*Containerǁ*",
         r"batch_dim: int = 1",
         "BentoML's `batch_dim` default: our containers batch along axis 0 and never read it",
     ),
     (
-        "service.batching.xǁRequestContainerǁbatches_to_batch__*",
+        "service.compat.xǁRequestContainerǁbatches_to_batch__*",
         r"if \(len\(batches\) == 1\) and False else",
         "always concatenating: the same rows, only a copy more (the `len == 1` branch saves it)",
     ),

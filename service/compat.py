@@ -1,4 +1,13 @@
-"""Where the service depends on BentoML internals (pinned 1.4.39), each with its reason and a test.
+"""Every use of BentoML internals (pinned 1.4.39), each with its reason and a test in tests/service/test_compat.py
+that fails when BentoML moves or changes what it relies on. `install()` applies the process-wide ones; it is
+called by service.service before BentoML builds the app. The rest are classes and functions used by name.
+
+- CancellingTimeoutMiddleware replaces `bentoml._internal.server.http.traffic.TimeoutMiddleware` (a timer leak).
+- RecoveringCorkDispatcher: BentoML's adaptive batcher, whose learned wait is forgotten after an idle gap.
+- RequestContainer and ResponseContainer: BentoML's batcher batches whole requests (data container registry).
+- QuietClientErrors: one refusal line instead of a traceback for BentoML's 4xx (with MNIST_FAST_PATH=0).
+- require_request_bodies and name_the_openapi_document: the OpenAPI document.
+- bind_api_methods: BentoML's API descriptor rebuilds a signature per request.
 
 The timeout fix, applied before BentoML builds the app; drop it when upstream has it.
 
@@ -18,17 +27,22 @@ import importlib.metadata
 import inspect
 import logging
 import time
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import attrs
+import numpy as np
 from _bentoml_sdk.method import APIMethod
 from _bentoml_sdk.service import openapi
 from bentoml._internal.marshal.dispatcher import CorkDispatcher
+from bentoml._internal.runner.container import DataContainer, DataContainerRegistry
 from bentoml._internal.server.http import traffic
 from pydantic import ValidationError
 
 from .errors import ClientError, refusals
 from .guard import Receive, Scope, Send
+from .predictor import RequestBatch, ResponseBatch
+from .schemas import PixelRequest, PredictResponse
 
 
 class CancellingTimeoutMiddleware(traffic.TimeoutMiddleware):
@@ -66,8 +80,10 @@ async def send_error_504(timeout: float, scope: Scope, receive: Receive, send: S
 
 
 def install() -> None:
-    """Idempotent. BentoML imports TimeoutMiddleware from this module when it builds each app."""
+    """Idempotent. BentoML imports TimeoutMiddleware from `traffic` each time it builds an app, so the fix
+    applies to every app built after this (tests/service/test_app.py checks the built app's stack)."""
     traffic.TimeoutMiddleware = CancellingTimeoutMiddleware
+    register_containers()
     require_request_bodies()
     name_the_openapi_document()
     http_app_log = logging.getLogger(HTTP_APP_LOGGER)
@@ -189,3 +205,79 @@ def project_version() -> str:
         return importlib.metadata.version(PROJECT)
     except importlib.metadata.PackageNotFoundError:  # a bento: the source without the installed package
         return "unreleased"
+
+
+def bind_api_methods(instance: object, names: Iterable[str]) -> None:
+    """BentoML looks an API method up on the service instance for every request, and its descriptor
+    (`_bentoml_sdk.method.APIMethod.__get__`) rebuilds `inspect.signature` each time: 11% of the worker's CPU
+    under load. An instance attribute shadows the descriptor, so each API is bound once here. Checked against
+    BentoML 1.4.39 (tests/service/test_compat.py fails when APIMethod stops being a non-data descriptor)."""
+    for name in names:
+        setattr(instance, name, getattr(instance, name))
+
+
+# Batching whole requests. Teach BentoML's adaptive batcher to batch whole requests, not bare arrays.
+#
+# BentoML batches a batchable API's single argument with a "data container" chosen by its type; the built-in
+# ones cover arrays, tensors, DataFrames and lists. Our argument is a validated request (pixels plus the
+# caller's choice of activation), and our answer carries the model's name and version, so we register a
+# container pair for them. Counting is in images: `max_batch_size` caps the rows of one ONNX Runtime call, and
+# the batcher splits a request that would overflow it (`slice_rows`) and merges the answers
+# (`ResponseContainer.batches_to_batch`).
+
+
+class InProcessContainer(DataContainer):
+    """Our batches never cross a process boundary (no runner), so they have no wire format."""
+
+    @classmethod
+    def to_payload(cls, batch, batch_dim: int):  # noqa: ANN001, ANN206
+        raise NotImplementedError(f"{cls.__name__} batches in-process only")
+
+    @classmethod
+    def from_payload(cls, payload):  # noqa: ANN001, ANN206
+        raise NotImplementedError(f"{cls.__name__} batches in-process only")
+
+
+class RequestContainer(InProcessContainer, DataContainer[PixelRequest, RequestBatch]):
+    @classmethod
+    def batches_to_batch(cls, batches: Sequence[PixelRequest], batch_dim: int = 0) -> tuple[RequestBatch, list[int]]:
+        pixels = batches[0].pixels if len(batches) == 1 else np.concatenate([r.pixels for r in batches])
+        batch = RequestBatch(pixels, [r.rows for r in batches], [r.activation for r in batches])
+        return batch, list(range(len(batches) + 1))  # output boundaries: one response per request
+
+    @classmethod
+    def batch_to_batches(cls, batch: PixelRequest, indices: Sequence[int], batch_dim: int = 0) -> list[PixelRequest]:
+        return [batch.slice_rows(start, stop) for start, stop in zip(indices[:-1], indices[1:], strict=True)]
+
+    @classmethod
+    def get_batch_size(cls, batch: PixelRequest, batch_dim: int) -> int:
+        return batch.rows
+
+
+class ResponseContainer(InProcessContainer, DataContainer[PredictResponse, ResponseBatch]):
+    @classmethod
+    def batch_to_batches(
+        cls, batch: ResponseBatch, indices: Sequence[int], batch_dim: int = 0
+    ) -> list[PredictResponse]:
+        if len(batch.responses) != len(indices) - 1:
+            raise RuntimeError(f"{len(batch.responses)} responses for {len(indices) - 1} requests")
+        return batch.responses
+
+    @classmethod
+    def batches_to_batch(
+        cls, batches: Sequence[PredictResponse], batch_dim: int = 0
+    ) -> tuple[PredictResponse, list[int]]:
+        """Merge the answers to the parts of a request the batcher split."""
+        merged = batches[0].model_copy(update={"predictions": [p for b in batches for p in b.predictions]})
+        return merged, [0, len(merged.predictions)]
+
+    @classmethod
+    def get_batch_size(cls, batch: PredictResponse, batch_dim: int) -> int:
+        return len(batch.predictions)
+
+
+def register_containers() -> None:
+    """Idempotent: BentoML looks containers up by the type of what it batches, subclasses included."""
+    DataContainerRegistry.register_container(PixelRequest, PixelRequest, RequestContainer)
+    DataContainerRegistry.register_container(PredictResponse, ResponseBatch, ResponseContainer)
+    DataContainerRegistry.register_container(PredictResponse, PredictResponse, ResponseContainer)

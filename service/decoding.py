@@ -14,7 +14,8 @@ from typing import Literal
 
 import numpy as np
 
-from .runtime import NUM_PIXELS, InputError, validate_pixels
+from .metadata import INPUT_WIDTH
+from .runtime import InputError, validate_pixels
 
 NPY_MAX_HEADER = 1024  # bytes of .npy header; NumPy writes ~128 for a plain array
 UINT8_SCALE = 255.0  # uint8 pixel -> [0, 1], as in training (torchvision's ToTensor)
@@ -25,7 +26,7 @@ def pixels_from_rows(images: list[list[float]], max_rows: int | None = None) -> 
     try:
         pixels = np.asarray(images, dtype=np.float64)  # JSON numbers are doubles: 1e39 is out of range, not inf
     except ValueError as exc:  # ragged rows
-        raise InputError("images", f"every image must have exactly {NUM_PIXELS} values") from exc
+        raise InputError("images", f"every image must have exactly {INPUT_WIDTH} values") from exc
     return validate_pixels(pixels, "images", max_rows)
 
 
@@ -43,10 +44,10 @@ def pixels_from_base64(
     if format == "npy":
         array = array_from_npy(raw, max_rows)
     else:
-        image_bytes = NUM_PIXELS * np.dtype(dtype).itemsize
+        image_bytes = INPUT_WIDTH * np.dtype(dtype).itemsize
         if len(raw) == 0 or len(raw) % image_bytes:
             raise InputError("data", f"{len(raw)} bytes is not a whole number of {image_bytes}-byte {dtype} images")
-        array = np.frombuffer(raw, dtype=dtype).reshape(-1, NUM_PIXELS)
+        array = np.frombuffer(raw, dtype=dtype).reshape(-1, INPUT_WIDTH)
     return validate_pixels(unit_range(array), "data", max_rows)
 
 
@@ -69,7 +70,7 @@ def array_from_npy(raw: bytes, max_rows: int | None = None) -> np.ndarray:
     except (ValueError, OSError, EOFError, SyntaxError, TypeError) as exc:
         reason = str(exc).split(". ")[0].splitlines()[0] if str(exc) else exc.__class__.__name__
         raise InputError("data", f"not a readable .npy file ({reason})") from exc
-    if len(shape) not in (2, 3) or math.prod(shape[1:]) != NUM_PIXELS:
+    if len(shape) not in (2, 3) or math.prod(shape[1:]) != INPUT_WIDTH:
         raise InputError("data", f"expected shape (N, 784) or (N, 28, 28), got {tuple(shape)}")
     if max_rows is not None and shape[0] > max_rows:
         raise InputError("data", f"{shape[0]} images in one request; the limit is {max_rows}")
@@ -81,4 +82,4 @@ def array_from_npy(raw: bytes, max_rows: int | None = None) -> np.ndarray:
             "data", f".npy data is {len(data)} bytes; its header declares {math.prod(shape) * dtype.itemsize}"
         )
     array = np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran_order else "C")
-    return array.reshape(len(array), NUM_PIXELS)
+    return array.reshape(len(array), INPUT_WIDTH)

@@ -21,9 +21,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 
-import bentoml
 from anyio import to_thread
-from bentoml.exceptions import BentoMLException
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -32,8 +30,10 @@ from . import v2
 from .errors import ClientError
 from .guard import ASGIApp, Receive, Scope, Send, read_body, replay, send_json, send_refusal
 from .images import pixels_from_upload
-from .runtime import ACTIVATIONS, NUM_PIXELS, InputError
+from .metadata import INPUT_WIDTH
+from .runtime import ACTIVATIONS, InputError
 from .schemas import ModelInfo, PixelRequest, PredictResponse
+from .serving import Serving, ServingSlot
 
 log = logging.getLogger("service.doors")
 
@@ -41,15 +41,16 @@ UNEXPECTED = "An unexpected error has occurred, please check the server log."  #
 UPLOAD_FIELDS = ("image", "activation")
 SERVER_VERSION = "1"  # of this server's v2 door, as `GET /v2` reports it
 Answer = bytes | tuple[bytes, dict[str, str]]  # a 200's body, and any headers of its own
-Handler = Callable[[object, Scope, bytes], Awaitable[Answer]]
+Handler = Callable[[Serving, Scope, bytes], Awaitable[Answer]]
 
 
 class Doors:
     """ASGI middleware: (method, path) -> a handler that returns the JSON body of a 200 or raises ClientError.
-    Other routes, and every route before the service has started, go on to BentoML."""
+    Other routes, and every route before the worker's Serving is in `slot`, go on to BentoML."""
 
-    def __init__(self, app: ASGIApp, fast_path: bool = True) -> None:
+    def __init__(self, app: ASGIApp, slot: ServingSlot, fast_path: bool = True) -> None:
         self.app = app
+        self.slot = slot
         self.handlers: dict[tuple[str, str], Handler] = {
             ("POST", "/predict_image"): predict_image,
             ("GET", "/metadata"): metadata,
@@ -70,13 +71,12 @@ class Doors:
         body = await read_body(receive)
         if body is None:
             return  # the client went away
-        try:
-            service = bentoml.get_current_service()
-        except BentoMLException:  # not started yet: BentoML's route answers as it would
+        serving = self.slot.serving
+        if serving is None:  # not started yet: BentoML's route answers as it would
             await self.app(scope, replay(body, receive), send)
             return
         try:
-            answer = await handler(service, scope, body)
+            answer = await handler(serving, scope, body)
         except ClientError as exc:
             await send_refusal(scope, send, exc)
             return
@@ -88,20 +88,20 @@ class Doors:
         await send_json(send, 200, body, headers)
 
 
-async def predict_json(service, scope: Scope, body: bytes) -> bytes:  # noqa: ANN001 - the MNISTService
-    return await service.fast_predictor.respond(scope["path"], body)
+async def predict_json(serving: Serving, scope: Scope, body: bytes) -> bytes:
+    return await serving.batcher.respond(scope["path"], body)
 
 
-async def predict_image(service, scope: Scope, body: bytes) -> bytes:  # noqa: ANN001 - the MNISTService
+async def predict_image(serving: Serving, scope: Scope, body: bytes) -> bytes:
     data, activation = await read_upload(scope, body)
     # Decoding a picture takes milliseconds of CPU: off the event loop, as BentoML ran its sync route.
-    response = await to_thread.run_sync(classify_upload, service.predictor, data, activation)
+    response = await to_thread.run_sync(classify_upload, serving.predictor, data, activation)
     return PredictResponse.__pydantic_serializer__.to_json(response)
 
 
 def classify_upload(predictor, data: bytes, activation: str | None) -> PredictResponse:  # noqa: ANN001
     try:
-        pixels = pixels_from_upload(data).reshape(1, NUM_PIXELS)
+        pixels = pixels_from_upload(data).reshape(1, INPUT_WIDTH)
     except InputError as exc:
         raise ClientError.from_input(exc) from None
     except MemoryError:
@@ -141,20 +141,19 @@ async def read_upload(scope: Scope, body: bytes) -> tuple[bytes, str | None]:
         await form.close()
 
 
-async def metadata(service, scope: Scope, body: bytes) -> bytes:  # noqa: ANN001 - the MNISTService
+async def metadata(serving: Serving, scope: Scope, body: bytes) -> bytes:
     if scope["method"] == "POST" and body.strip() and not is_json_object(body):
         raise ClientError(400, "body: must be a JSON object; send {} or use GET /metadata", "body")
-    info: ModelInfo = service.metadata()
-    return ModelInfo.__pydantic_serializer__.to_json(info)
+    return ModelInfo.__pydantic_serializer__.to_json(serving.model_info())
 
 
-async def open_inference(service, scope: Scope, body: bytes) -> Answer:  # noqa: ANN001 - the MNISTService
+async def open_inference(serving: Serving, scope: Scope, body: bytes) -> Answer:
     """The Open Inference Protocol (v2) door: service/v2.py decodes and encodes, the core predicts."""
     found = v2.route(scope["method"], scope["path"])
     if found is None:
         raise ClientError(404, f"{scope['method']} {scope['path']} is not part of the Open Inference Protocol")
     what, name, version = found
-    meta = service.runtime.metadata
+    meta = serving.runtime.metadata
     if name is not None and (name != meta.name or version not in (None, meta.version)):
         wanted = name if version is None else f"{name} version {version}"
         raise ClientError(404, f"model {wanted!r} not found; this server serves {meta.name!r} version {meta.version}")
@@ -164,19 +163,13 @@ async def open_inference(service, scope: Scope, body: bytes) -> Answer:  # noqa:
         return json.dumps(v2.model_metadata(meta)).encode()
     if what != "infer":  # live, ready, model_ready: this code runs only once the service has started
         return b""
-    fast = service.fast_predictor
-    if fast is not None:
-        fast.admit("/v2/infer")
+    serving.batcher.admit("/v2/infer")
     headers = dict(scope["headers"])
     length = headers.get(v2.HEADER_LENGTH.encode())
     inference = v2.parse_inference(
-        body, None if length is None else length.decode("latin-1"), meta.input.name, service.settings.limits.max_images
+        body, None if length is None else length.decode("latin-1"), meta.input.name, serving.settings.limits.max_images
     )
-    request = PixelRequest.of(inference.pixels, inference.activation)
-    if fast is not None:
-        response = await fast.predict(request)
-    else:
-        response = service.predictor.respond(request.pixels, request.activation)
+    response = await serving.batcher.predict(PixelRequest.of(inference.pixels, inference.activation))
     return v2.encode_response(response, inference, meta.name, meta.version)
 
 

@@ -22,8 +22,7 @@ import numpy as np
 from prometheus_client import Counter, Histogram
 from pydantic import ValidationError
 
-from .batching import RequestContainer
-from .compat import RecoveringCorkDispatcher
+from .compat import RecoveringCorkDispatcher, RequestContainer
 from .errors import ClientError
 from .predictor import RequestBatch, ResponseBatch
 from .runtime import Activation

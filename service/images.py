@@ -18,10 +18,12 @@ import zlib
 import numpy as np
 from PIL import Image, ImageOps
 
-from .runtime import NUM_PIXELS, InputError
+from .metadata import IMAGE_SIDE, INPUT_WIDTH
+from .runtime import InputError
 
 MAX_PIXELS = 4096 * 4096  # decompression-bomb guard: refuse larger pictures before decoding them
 INK_THRESHOLD = 0.2  # fraction of full intensity above which a pixel counts as ink when cropping
+CENTRE = (IMAGE_SIDE - 1) / 2  # of the 28x28 field, in pixel coordinates
 WIDE_MODES = {"I;16": 65535.0, "I;16L": 65535.0, "I;16B": 65535.0, "I;16N": 65535.0, "I": 65535.0}
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # IHDR colour type -> samples per pixel
@@ -124,7 +126,7 @@ def mnist_from_image(image: Image.Image) -> np.ndarray:
         gray = 1.0 - gray
     ink = gray > INK_THRESHOLD * max(float(gray.max()), 1e-6)
     if not ink.any():
-        return np.zeros(NUM_PIXELS, dtype=np.float32)  # a blank picture stays blank
+        return np.zeros(INPUT_WIDTH, dtype=np.float32)  # a blank picture stays blank
     rows, cols = np.nonzero(ink)
     crop = gray[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
     scale = 20.0 / max(crop.shape)
@@ -133,16 +135,16 @@ def mnist_from_image(image: Image.Image) -> np.ndarray:
         Image.fromarray((crop * 255).astype(np.uint8)).resize(size, Image.Resampling.LANCZOS), dtype=np.float32
     )
     digit /= 255.0
-    canvas = np.zeros((28, 28), dtype=np.float32)
-    top, left = (28 - digit.shape[0]) // 2, (28 - digit.shape[1]) // 2
+    canvas = np.zeros((IMAGE_SIDE, IMAGE_SIDE), dtype=np.float32)
+    top, left = (IMAGE_SIDE - digit.shape[0]) // 2, (IMAGE_SIDE - digit.shape[1]) // 2
     canvas[top : top + digit.shape[0], left : left + digit.shape[1]] = digit
     total = canvas.sum()
     if total == 0:  # faint ink (a 254 on 255 white) that rounds away at 8 bits: nothing left to centre
-        return canvas.reshape(NUM_PIXELS)
+        return canvas.reshape(INPUT_WIDTH)
     # shift so the centre of mass lands on the centre, as MNIST did, without pushing ink off the canvas
-    cy = (canvas.sum(axis=1) * np.arange(28)).sum() / total
-    cx = (canvas.sum(axis=0) * np.arange(28)).sum() / total
-    dy = int(np.clip(round(13.5 - cy), -top, 28 - top - digit.shape[0]))
-    dx = int(np.clip(round(13.5 - cx), -left, 28 - left - digit.shape[1]))
+    cy = (canvas.sum(axis=1) * np.arange(IMAGE_SIDE)).sum() / total
+    cx = (canvas.sum(axis=0) * np.arange(IMAGE_SIDE)).sum() / total
+    dy = int(np.clip(round(CENTRE - cy), -top, IMAGE_SIDE - top - digit.shape[0]))
+    dx = int(np.clip(round(CENTRE - cx), -left, IMAGE_SIDE - left - digit.shape[1]))
     canvas = np.roll(canvas, (dy, dx), axis=(0, 1))  # the clip above keeps ink from wrapping around
-    return canvas.reshape(NUM_PIXELS)  # already in [0, 1]: uint8 / 255
+    return canvas.reshape(INPUT_WIDTH)  # already in [0, 1]: uint8 / 255

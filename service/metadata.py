@@ -18,6 +18,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "models" / "metadata.schema.json"
+IMAGE_SIDE = 28  # MNIST's pictures
+INPUT_WIDTH = IMAGE_SIDE * IMAGE_SIDE  # the model's input row: one picture, row-major
 # What the service's checks below say, in JSON Schema terms, for validators that read only the file.
 HEAD_RULES = [
     {
@@ -31,7 +33,8 @@ HEAD_RULES = [
     }
     for head, outputs, labels in (("softmax", 10, 10), ("sigmoid", 1, 2))
 ]
-INPUT_RULE = {"properties": {"input": {"properties": {"shape": {"prefixItems": [{"const": -1}, {"const": 784}]}}}}}
+INPUT_SHAPE = {"prefixItems": [{"const": -1}, {"const": INPUT_WIDTH}]}
+INPUT_RULE = {"properties": {"input": {"properties": {"shape": INPUT_SHAPE}}}}
 
 
 class TensorSpec(BaseModel):
@@ -62,8 +65,8 @@ class ModelMetadata(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelMetadata:
-        if self.input.shape[1] != 784:
-            raise ValueError(f"input.shape must be [-1, 784], got {self.input.shape}")
+        if self.input.shape[1] != INPUT_WIDTH:
+            raise ValueError(f"input.shape must be [-1, {INPUT_WIDTH}], got {self.input.shape}")
         outputs = self.output.shape[1]
         expected = {"softmax": 10, "sigmoid": 1}[self.head]
         if outputs != expected:

@@ -18,7 +18,7 @@ from typing import Literal
 
 import numpy as np
 
-from .metadata import ModelMetadata
+from .metadata import IMAGE_SIDE, INPUT_WIDTH, ModelMetadata
 
 log = logging.getLogger("service.runtime")
 
@@ -27,7 +27,6 @@ ACTIVATIONS: tuple[Activation, ...] = ("softmax", "sigmoid")
 DEVICES = ("auto", "cuda", "cpu")
 # models/ beside service/: the same layout in the repo and inside a built bento (src/models, src/service)
 DEFAULT_MODELS_DIR = str(Path(__file__).resolve().parents[1] / "models")
-NUM_PIXELS = 28 * 28  # the input contract: 28x28 row-major
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # a folder of models_dir, never a path out of it
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
@@ -245,9 +244,9 @@ def validate_pixels(pixels: np.ndarray, field: str = "images", max_rows: int | N
     """Check the input contract: (N, 784) (or (N, 28, 28)) finite floats in [0, 1]; return (N, 784) float32."""
     if pixels.ndim == 0 or len(pixels) == 0:
         raise InputError(field, "no images: send at least one")
-    if pixels.ndim == 3 and pixels.shape[1:] == (28, 28):
-        pixels = pixels.reshape(len(pixels), NUM_PIXELS)
-    if pixels.ndim != 2 or pixels.shape[1] != NUM_PIXELS:
+    if pixels.ndim == 3 and pixels.shape[1:] == (IMAGE_SIDE, IMAGE_SIDE):
+        pixels = pixels.reshape(len(pixels), INPUT_WIDTH)
+    if pixels.ndim != 2 or pixels.shape[1] != INPUT_WIDTH:
         raise InputError(field, f"expected shape (N, 784) or (N, 28, 28), got {tuple(pixels.shape)}")
     if max_rows is not None and len(pixels) > max_rows:
         raise InputError(field, f"{len(pixels)} images in one request; the limit is {max_rows}")

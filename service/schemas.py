@@ -1,17 +1,21 @@
 """Request and response bodies. Validation runs while a request is parsed, before it joins a batch,
-so one bad request is answered 400 on its own and never fails the requests batched with it."""
+so one bad request is answered 400 on its own and never fails the requests batched with it.
+
+The image limit is a class attribute, not a setting read during validation: `service.service` builds the
+request models with `limited_to(settings.limits.max_images)`, and the OpenAPI document states that limit."""
 
 from __future__ import annotations
 
 import base64
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StrictFloat, model_validator
 
 from .decoding import pixels_from_base64, pixels_from_rows
-from .runtime import NUM_PIXELS, Activation
-from .settings import settings
+from .metadata import IMAGE_SIDE, INPUT_WIDTH
+from .runtime import Activation
+from .settings import Limits
 
 # fail_fast: report the first bad value, not 784 x N errors (a cheap way to flood logs and responses). The
 # schema's bounds are what validate_pixels enforces, written into the OpenAPI document without a second,
@@ -21,17 +25,12 @@ PixelRow = Annotated[
     Field(
         fail_fast=True,
         json_schema_extra={
-            "minItems": NUM_PIXELS,
-            "maxItems": NUM_PIXELS,
+            "minItems": INPUT_WIDTH,
+            "maxItems": INPUT_WIDTH,
             "items": {"type": "number", "minimum": 0, "maximum": 1},
         },
     ),
 ]
-
-
-def _image_count_bounds(schema: dict[str, Any]) -> None:
-    """1 to MNIST_MAX_IMAGES images, read when the OpenAPI document is built (after the settings)."""
-    schema.update(minItems=1, maxItems=settings().limits.max_images)
 
 
 ACTIVATION_DOC = "softmax or sigmoid; default: the model's head (softmax for 10 classes, sigmoid for the pigeon)"
@@ -39,9 +38,9 @@ ACTIVATION_DOC = "softmax or sigmoid; default: the model's head (softmax for 10 
 
 def _example_image() -> list[float]:
     """A crude '1': a vertical bar, for the OpenAPI page's "try it out"."""
-    image = np.zeros((28, 28), dtype=np.float32)
+    image = np.zeros((IMAGE_SIDE, IMAGE_SIDE), dtype=np.float32)
     image[4:24, 13:15] = 1.0
-    return image.reshape(784).tolist()
+    return image.reshape(INPUT_WIDTH).tolist()
 
 
 class PixelRequest(BaseModel):
@@ -49,8 +48,15 @@ class PixelRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")  # a misspelt "activaton" is refused, not ignored
 
+    max_images: ClassVar[int] = Limits.max_images  # per request; see limited_to
     activation: Activation | None = Field(default=None, description=ACTIVATION_DOC)
     _pixels: np.ndarray = PrivateAttr()
+
+    @classmethod
+    def limited_to(cls, max_images: int) -> type[PixelRequest]:
+        """This request model with its own image limit (MNIST_MAX_IMAGES), under the same name, so that the
+        OpenAPI document and the error messages read as before."""
+        return type(cls.__name__, (cls,), {"max_images": max_images, "__module__": cls.__module__})
 
     @property
     def pixels(self) -> np.ndarray:
@@ -74,22 +80,24 @@ class PixelRequest(BaseModel):
         return part
 
 
+def _image_count_and_example(schema: dict[str, Any], model: type[PixelRequest]) -> None:
+    """1 to the model's image limit, and an example for the OpenAPI page's "try it out"."""
+    schema["properties"]["images"].update(minItems=1, maxItems=model.max_images)
+    schema["example"] = {"images": [_example_image()], "activation": None}
+
+
 class PredictRequest(PixelRequest):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={"example": {"images": [_example_image()], "activation": None}},
-    )
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_image_count_and_example)
 
     images: list[PixelRow] = Field(
         description="One row of 784 pixels per image, 28x28 row-major, values in [0, 1] (pixel / 255), "
         "white digit on black as in MNIST.",
         fail_fast=True,
-        json_schema_extra=_image_count_bounds,
     )
 
     @model_validator(mode="after")
     def _to_pixels(self) -> PredictRequest:
-        self._pixels = pixels_from_rows(self.images, settings().limits.max_images)
+        self._pixels = pixels_from_rows(self.images, self.max_images)
         self.images = []  # the array is what travels on; drop the Python floats
         return self
 
@@ -118,7 +126,7 @@ class PredictBytesRequest(PixelRequest):
 
     @model_validator(mode="after")
     def _to_pixels(self) -> PredictBytesRequest:
-        self._pixels = pixels_from_base64(self.data, self.format, self.dtype, settings().limits.max_images)
+        self._pixels = pixels_from_base64(self.data, self.format, self.dtype, self.max_images)
         self.data = ""
         return self
 

@@ -28,7 +28,6 @@ environment: the runtime, the doors and the core get the typed settings it build
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -141,9 +140,3 @@ class ServiceSettings:
             log_format=(env.get("MNIST_LOG_FORMAT") or "text").strip().lower(),
             cors_origins=tuple(o.strip() for o in env.get("MNIST_CORS_ORIGINS", "").split(",") if o.strip()),
         )
-
-
-@functools.cache
-def settings() -> ServiceSettings:
-    """The process's settings, read from the environment once, on first use."""
-    return ServiceSettings.from_env()

@@ -27,8 +27,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .decoding import unit_range
 from .errors import ClientError
-from .metadata import ModelMetadata
-from .runtime import ACTIVATIONS, NUM_PIXELS, Activation, InputError, validate_pixels
+from .metadata import INPUT_WIDTH, ModelMetadata
+from .runtime import ACTIVATIONS, Activation, InputError, validate_pixels
 from .schemas import PredictResponse
 
 HEADER_LENGTH = "inference-header-content-length"  # the binary extension's header
@@ -131,7 +131,7 @@ def input_pixels(tensor: Tensor, binary: bytes, max_rows: int) -> np.ndarray:
     dtype = INPUT_DATATYPES.get(tensor.datatype)
     if dtype is None:
         raise error(f"input {tensor.name}: datatype {tensor.datatype} is not supported; use FP32 or UINT8")
-    if len(tensor.shape) not in (2, 3) or int(np.prod(tensor.shape[1:])) != NUM_PIXELS or tensor.shape[0] < 1:
+    if len(tensor.shape) not in (2, 3) or int(np.prod(tensor.shape[1:])) != INPUT_WIDTH or tensor.shape[0] < 1:
         raise error(f"input {tensor.name}: shape {tensor.shape}; expected [N, 784] or [N, 28, 28]")
     if tensor.shape[0] > max_rows:
         raise error(f"input {tensor.name}: {tensor.shape[0]} images in one request; the limit is {max_rows}")
@@ -158,7 +158,8 @@ def input_pixels(tensor: Tensor, binary: bytes, max_rows: int) -> np.ndarray:
                 raise error(f"input {tensor.name}: UINT8 values must be 0..255")
             array = array.astype(np.uint8)
     try:
-        return validate_pixels(unit_range(array.reshape(tensor.shape[0], NUM_PIXELS)), f"input {tensor.name}", max_rows)
+        pixels = unit_range(array.reshape(tensor.shape[0], INPUT_WIDTH))
+        return validate_pixels(pixels, f"input {tensor.name}", max_rows)
     except InputError as exc:
         raise error(str(exc)) from None
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 from collections.abc import Iterator
 
 import numpy as np
@@ -11,6 +13,7 @@ from starlette.testclient import TestClient
 from loadtests.payloads import load_sample
 from service.predictor import Predictor
 from service.runtime import ModelRuntime, RuntimeConfig
+from service.settings import Batching, Limits, ServiceSettings
 from tests.conftest import MODELS_DIR
 
 
@@ -40,22 +43,47 @@ def sample() -> tuple[np.ndarray, np.ndarray]:
     return load_sample()
 
 
-@pytest.fixture(scope="session")
-def client() -> Iterator[TestClient]:
-    """The whole app in-process (BentoML's middlewares, the guard, the doors, the routes), built once."""
+def app_settings(**changes: object) -> ServiceSettings:
+    """The service's defaults over the shipped models, with `changes` (ServiceSettings fields) on top."""
+    return dataclasses.replace(
+        ServiceSettings(RuntimeConfig(models_dir=str(MODELS_DIR)), Batching(), Limits()), **changes
+    )
+
+
+@contextlib.contextmanager
+def serve_in_process(settings: ServiceSettings) -> Iterator[TestClient]:
+    """The whole app in-process (BentoML's middlewares, the guard, the doors, the routes), built from `settings`
+    by `build_service`, as `bentoml serve` builds it from the environment."""
     from prometheus_client import REGISTRY
 
-    from service.service import MNISTService
+    from service.service import build_service
 
-    known = set(REGISTRY._collector_to_names)  # noqa: SLF001 - prometheus_client has no public list of collectors
+    # An app registers BentoML's and the service's metrics in the process-wide registry, once per process in
+    # production. Here several apps are built in one process (and mutmut reruns the suite in-process): the
+    # metrics of an app still open are set aside while this one runs, and this one's are forgotten after it.
+    registered = set(REGISTRY._collector_to_names)  # noqa: SLF001 - prometheus_client has no public list
+    baseline = _METRICS_BASELINE.setdefault("collectors", registered)
+    set_aside = registered - baseline
+    for collector in set_aside:
+        REGISTRY.unregister(collector)
     try:
-        with TestClient(MNISTService.to_asgi()) as c:
+        with TestClient(build_service(settings).to_asgi()) as c:
             yield c
     finally:
-        # The app registers BentoML's and the service's metrics in the process-wide registry, once per process
-        # in production; forget them so that the app can be built again here (mutmut reruns the suite in-process).
-        for collector in set(REGISTRY._collector_to_names) - known:  # noqa: SLF001
+        for collector in set(REGISTRY._collector_to_names) - baseline:  # noqa: SLF001
             REGISTRY.unregister(collector)
+        for collector in set_aside:
+            REGISTRY.register(collector)
+
+
+_METRICS_BASELINE: dict[str, set] = {}  # the registry's collectors before the first app was built
+
+
+@pytest.fixture(scope="session")
+def client() -> Iterator[TestClient]:
+    """The app with the default settings, built once."""
+    with serve_in_process(app_settings()) as c:
+        yield c
 
 
 @pytest.fixture(autouse=True)

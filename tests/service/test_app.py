@@ -15,7 +15,7 @@ from starlette.testclient import TestClient
 from service.images import decode_image, mnist_from_image
 from service.runtime import ModelRuntime
 from service.schemas import PredictResponse
-from service.settings import settings
+from service.settings import Batching, Limits
 from tests.service.answers import assert_answers
 
 BAD_JSON = [
@@ -102,13 +102,13 @@ def test_metadata_reports_the_runtime_in_use(client: TestClient, default_runtime
     )
     assert info["execution_provider"] == default_runtime.provider
     assert info["test_accuracy"] == meta.metrics["test_accuracy"]
-    batching = settings().batching
+    batching = Batching()  # the defaults: the client fixture's app
     assert info["batching"]["max_batch_size"] == batching.max_batch_size
     assert info["batching"]["enabled"] == batching.enabled
     assert info["limits"] == {
-        "max_images_per_request": settings().limits.max_images,
-        "max_body_bytes": settings().limits.max_body_bytes,
-        "max_queued_requests": settings().batching.max_queue,
+        "max_images_per_request": Limits.max_images,
+        "max_body_bytes": Limits.max_body_bytes,
+        "max_queued_requests": batching.max_queue,
     }
 
 
@@ -135,7 +135,7 @@ def test_bad_json_is_a_400_naming_the_problem(client: TestClient, case: str, pay
 
 
 def test_too_many_images_is_a_400_naming_the_limit(client: TestClient) -> None:
-    limit = settings().limits.max_images
+    limit = Limits.max_images
     response = client.post("/predict", json={"images": [[0.0] * 784] * (limit + 1)})
     assert response.status_code == 400
     assert f"{limit + 1} images in one request; the limit is {limit}" in response.text
@@ -158,7 +158,7 @@ def test_wrong_content_type_is_415(client: TestClient) -> None:
 
 
 def test_body_over_the_limit_is_413(client: TestClient) -> None:
-    limit = settings().limits.max_body_bytes
+    limit = Limits.max_body_bytes
     big = b'{"images": [[' + b"0.0," * (limit // 4) + b"0.0]]}"
     response = client.post("/predict", content=big, headers={"content-type": "application/json"})
     assert response.status_code == 413

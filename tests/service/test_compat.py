@@ -23,6 +23,7 @@ from service.compat import (
     install,
 )
 from service.schemas import PredictRequest
+from tests.service.conftest import app_settings, serve_in_process
 
 Message = dict[str, Any]
 
@@ -245,3 +246,31 @@ def test_the_openapi_document_names_this_service(client: Any) -> None:  # noqa: 
     assert info["description"].startswith("MNIST digit classification")
     bentoml_own = openapi.generate_spec.__wrapped__(MNISTService).info
     assert (bentoml_own.title, bentoml_own.version, bentoml_own.contact.name) == ("mnist", "None", "BentoML Team")
+
+
+def test_bentomls_api_descriptor_still_rebuilds_per_lookup_where_binding_once_skips_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """When APIMethod stops being a non-data descriptor (a `__set__`), an instance attribute no longer shadows it
+    and `bind_api_methods` is undone; when its `__get__` stops building a caller (inspect.signature) per lookup,
+    binding is no longer needed."""
+    import bentoml
+
+    assert hasattr(APIMethod, "__get__")
+    assert not hasattr(APIMethod, "__set__")
+    built: list[str] = []
+    local_call = APIMethod._local_call  # noqa: SLF001
+
+    def counting(self: APIMethod, instance: Any) -> Any:  # noqa: ANN401
+        built.append(self.name)
+        return local_call(self, instance)
+
+    with serve_in_process(app_settings()):
+        instance = bentoml.get_current_service()
+        monkeypatch.setattr(APIMethod, "_local_call", counting)
+        descriptor = type(instance).__dict__["predict"]
+        descriptor.__get__(instance, type(instance))
+        descriptor.__get__(instance, type(instance))
+        assert built == ["predict", "predict"]
+        instance.predict  # noqa: B018 - the lookup BentoML makes per request
+        assert built == ["predict", "predict"]  # bound once, by the service's start-up: no caller built

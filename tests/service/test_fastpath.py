@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from service.batching import register_containers
+from service.compat import register_containers
 from service.errors import ClientError
 from service.fastpath import FastPredictor, shed_counter
 from service.predictor import RequestBatch, ResponseBatch

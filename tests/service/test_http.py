@@ -207,25 +207,3 @@ def test_tritons_own_client_speaks_to_the_v2_door(
     np.testing.assert_allclose(result.as_numpy("probabilities"), expected.probabilities, rtol=1e-6, atol=1e-7)
     labels = [label.decode() if isinstance(label, bytes) else label for label in result.as_numpy("label")]
     assert labels == [runtime.metadata.labels[i] for i in expected.label_indices]
-
-
-def test_cors_headers_reach_the_doors_answers() -> None:
-    """MNIST_CORS_ORIGINS puts CORS outside the doors (BentoML's own http.cors sits inside them)."""
-    origin = "https://digits.example"
-    with running_service({"MNIST_MODEL": "default", "MNIST_CORS_ORIGINS": origin}) as url:
-        answer = httpx.post(f"{url}/predict", json={"images": [[0.0] * 784]}, headers={"origin": origin}, timeout=30)
-        preflight = httpx.options(
-            f"{url}/predict",
-            headers={
-                "origin": origin,
-                "access-control-request-method": "POST",
-                "access-control-request-headers": "content-type",
-            },
-            timeout=30,
-        )
-        stranger = httpx.get(f"{url}/metadata", headers={"origin": "https://elsewhere.example"}, timeout=30)
-    assert answer.status_code == 200
-    assert answer.headers["access-control-allow-origin"] == origin
-    assert preflight.status_code == 200
-    assert preflight.headers["access-control-allow-origin"] == origin
-    assert "access-control-allow-origin" not in stranger.headers

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.batching import RequestContainer, ResponseContainer, register_containers
+from service.compat import RequestContainer, ResponseContainer, register_containers
 from service.fastpath import FastPredictor
 from service.predictor import Predictor, RequestBatch, ResponseBatch
 from service.runtime import ModelRuntime

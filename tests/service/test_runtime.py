@@ -235,6 +235,21 @@ def test_bad_environment_settings_name_the_variable(env: dict[str, str], message
         ServiceSettings.from_env(env)
 
 
+def test_environment_settings_are_parsed_into_the_typed_settings() -> None:
+    from service.settings import ServiceSettings
+
+    env = {
+        "MNIST_CORS_ORIGINS": " https://a.example, https://b.example ,,",
+        "MNIST_MAX_IMAGES": "7",
+        "MNIST_FAST_PATH": "off",
+        "MNIST_LOG_FORMAT": "JSON",
+    }
+    settings = ServiceSettings.from_env(env)
+    assert settings.cors_origins == ("https://a.example", "https://b.example")
+    assert (settings.limits.max_images, settings.fast_path, settings.log_format) == (7, False, "json")
+    assert ServiceSettings.from_env({}).cors_origins == ()
+
+
 @pytest.mark.parametrize("name", ["../default", "/etc", "default/../pigeon", "..", ".hidden", "a b", "", "x" * 129])
 def test_the_model_name_is_a_folder_of_the_models_dir_never_a_path(name: str) -> None:
     with pytest.raises(ValueError, match="a model is a folder name in"):

@@ -1,0 +1,100 @@
+"""How the service is put together, in-process (`build_service(settings).to_asgi()`, no subprocess): settings
+passed in reach every door, CORS wraps the doors' answers, BentoML's routes behind the doors keep their request
+context, and importing the service's modules changes nothing until the service is built."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import bentoml
+import numpy as np
+import pytest
+
+from service.settings import Batching, Limits
+from tests.conftest import REPO
+from tests.service.conftest import app_settings, serve_in_process
+
+ORIGIN = "https://digits.example"
+
+
+def test_settings_passed_in_reach_the_doors_and_the_openapi_document() -> None:
+    with serve_in_process(app_settings(limits=Limits(max_images=2))) as client:
+        three = {"images": [[0.0] * 784] * 3}
+        refused = client.post("/predict", json=three)
+        assert refused.status_code == 400
+        assert "3 images in one request; the limit is 2" in refused.json()["error"]
+        assert client.post("/predict", json={"images": [[0.0] * 784] * 2}).status_code == 200
+        body = client.get("/docs.json").json()["paths"]["/predict"]["post"]["requestBody"]
+        assert body["content"]["application/json"]["schema"]["properties"]["images"]["maxItems"] == 2
+        assert client.get("/metadata").json()["limits"]["max_images_per_request"] == 2
+
+
+def test_cors_headers_on_the_fast_path_and_v2_answers() -> None:
+    with serve_in_process(app_settings(cors_origins=(ORIGIN,))) as client:
+        headers = {"origin": ORIGIN}
+        for path, body in [
+            ("/predict", {"images": [[0.0] * 784]}),
+            (
+                "/v2/models/default/infer",
+                {"inputs": [{"name": "pixels", "datatype": "FP32", "shape": [1, 784], "data": [0.0] * 784}]},
+            ),
+        ]:
+            response = client.post(path, json=body, headers=headers)
+            assert response.status_code == 200, response.text
+            assert response.headers["access-control-allow-origin"] == ORIGIN, path
+        refused = client.post("/predict", json={"images": []}, headers=headers)
+        assert refused.status_code == 400
+        assert refused.headers["access-control-allow-origin"] == ORIGIN  # a browser can read why
+        preflight = client.options("/predict", headers={**headers, "access-control-request-method": "POST"})
+        assert preflight.status_code == 200
+        assert "POST" in preflight.headers["access-control-allow-methods"]
+        stranger = client.get("/metadata", headers={"origin": "https://elsewhere.example"})
+        assert "access-control-allow-origin" not in stranger.headers
+
+
+def test_without_cors_settings_no_cors_headers(client) -> None:  # noqa: ANN001 - the TestClient
+    response = client.post("/predict", json={"images": [[0.0] * 784]}, headers={"origin": ORIGIN})
+    assert "access-control-allow-origin" not in response.headers
+
+
+def test_bentomls_routes_behind_the_doors_run_in_its_request_context(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the fast path off, /predict goes through the doors (which read its body) to BentoML's route: the
+    route must still see its request in BentoML's context, body and all."""
+    seen: list[str] = []
+    settings = app_settings(fast_path=False, batching=Batching(enabled=False))
+    with serve_in_process(settings) as client:
+        predictor = bentoml.get_current_service().serving.predictor
+        respond = predictor.respond
+
+        def respond_and_note(pixels: np.ndarray, activation: str | None):  # noqa: ANN202
+            seen.append(bentoml.Context().request.url.path)
+            return respond(pixels, activation)
+
+        monkeypatch.setattr(predictor, "respond", respond_and_note)
+        response = client.post("/predict", json={"images": [[0.0] * 784]})
+        assert response.status_code == 200, response.text
+    assert seen == ["/predict"]
+
+
+def test_importing_the_service_modules_installs_nothing() -> None:
+    """Only building the service (service.service) patches BentoML; every other module is inert on import."""
+    check = """
+import importlib, logging, pkgutil
+import service
+for info in pkgutil.iter_modules(service.__path__):
+    if info.name != "service":
+        importlib.import_module(f"service.{info.name}")
+from bentoml._internal.server.http import traffic
+from _bentoml_sdk.method import APIMethod
+from _bentoml_sdk.service import openapi
+assert traffic.TimeoutMiddleware.__module__.startswith("bentoml"), traffic.TimeoutMiddleware
+assert not hasattr(APIMethod.openapi_request, "requires_body")
+assert not hasattr(openapi.generate_spec, "names_document")
+assert not logging.getLogger("bentoml._internal.server.http_app").filters
+import service.service
+assert traffic.TimeoutMiddleware.__module__ == "service.compat"
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", check], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "ok", done.stderr[-2000:]
