@@ -7,6 +7,8 @@
 The gate: eager PyTorch vs TorchScript vs ONNX Runtime (CPU) on the MNIST test images; max absolute
 difference of probabilities <= 1e-5 and identical argmax, or the export fails and writes nothing.
 Files are written into `models/.tmp-<name>-*` and renamed into place, so the service never sees half a model.
+An export replaces `models/<name>/`, the shipped model of that name by default. A dry run, or a run below its
+preset's accuracy floor, is refused unless `--force` is given.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from .atomic import atomic_write_json, current_umask
 from .data import DataConfig, load_test_split
 from .errors import ConfigError, require
 from .model import MLP, MNIST_MEAN, MNIST_STD, NUM_PIXELS, ModelConfig, count_parameters, probabilities
+from .presets import PRESETS
 
 log = logging.getLogger("training.export")
 
@@ -46,13 +49,14 @@ OUTPUT_NAME = "logits"
 @dataclass(frozen=True)
 class ExportConfig:
     run: str  # run folder holding best.pt and summary.json
-    name: str | None = None  # models/<name>/; default: the run's preset name
+    name: str | None = None  # models/<name>/; default: the run's name (its preset's, or <preset>-dry-run)
     models_dir: str = "models"
     opset: int = 18
     parity_samples: int = 10_000  # test images compared across eager / TorchScript / ONNX Runtime
     tolerance: float = 1e-5  # max |probability difference|
     data_root: str | None = None  # MNIST for the parity images; default $MNIST_ROOT or data/
     bentoml: bool = False  # also save into the local BentoML model store
+    force: bool = False  # export a dry run, or a run below its preset's accuracy floor, anyway
 
     def __post_init__(self) -> None:
         require(self.parity_samples >= 1_000, "parity_samples", "at least 1000 test images", self.parity_samples)
@@ -201,6 +205,8 @@ def build_metadata(
             "onnx": onnx.__version__,
             "onnxruntime": onnxruntime.__version__,
         },
+        # what a seed does not fix (README, "Retrain and export"): where the weights were trained
+        "machine": {"platform": platform.platform(), "arch": platform.machine(), "device": summary.get("device")},
         "onnx": {
             "opset": next(o.version for o in onnx_model.opset_import if o.domain in ("", "ai.onnx")),
             "ir_version": onnx_model.ir_version,
@@ -229,11 +235,34 @@ def build_metadata(
     }
 
 
+def refuse_unfit_run(run_config: dict[str, Any], summary: dict[str, Any]) -> None:
+    """A dry run (one update) or a run below its preset's accuracy floor is not a model to serve: exporting
+    it would replace the shipped one (`models/<name>/`) with no word. --force exports it anyway."""
+    train = run_config["train"]
+    if train.get("dry_run"):
+        raise ConfigError("run: a dry run (--dry-run: one update) is not a model to serve; pass --force to export it")
+    preset = PRESETS.get(train.get("preset", ""))
+    accuracy = summary.get("test_accuracy")
+    if preset is not None and accuracy is not None and accuracy < preset.accuracy_floor:
+        raise ConfigError(
+            f"run: test accuracy {accuracy:.4f} is below the {train['preset']} preset's floor of "
+            f"{preset.accuracy_floor}; train longer, or pass --force to export it anyway"
+        )
+
+
+def default_model_name(run_config: dict[str, Any]) -> str:
+    """The run's name, as training named its folder (a dry run's is <preset>-dry-run)."""
+    train = run_config["train"]
+    return train.get("run_name") or (f"{train['preset']}-dry-run" if train.get("dry_run") else train["preset"])
+
+
 def export(cfg: ExportConfig, command: list[str] | None = None) -> Path:
     """Write models/<name>/ atomically and return its path."""
     run_dir = Path(cfg.run)
     model, run_config, summary = load_checkpoint(run_dir)
-    name = cfg.name or run_config["train"].get("run_name") or run_config["train"]["preset"]
+    if not cfg.force:
+        refuse_unfit_run(run_config, summary)
+    name = cfg.name or default_model_name(run_config)
     require(name.replace("-", "").replace("_", "").isalnum(), "name", "letters, digits, '-' and '_' only", name)
     models_dir = Path(cfg.models_dir)
     models_dir.mkdir(parents=True, exist_ok=True)
@@ -322,6 +351,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--data-root", help="folder holding MNIST/raw/ (default: $MNIST_ROOT or data/)")
     p.add_argument("--bentoml", action="store_true", help="also register the model in the BentoML model store")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="export a dry run, or a run below its preset's accuracy floor (training/presets.py), anyway",
+    )
     return p
 
 

@@ -80,7 +80,8 @@ class TrainConfig:
 
     @property
     def name(self) -> str:
-        return self.run_name or self.preset
+        """The run folder's name: a dry run gets its own, so that it never replaces a real run's checkpoints."""
+        return self.run_name or (f"{self.preset}-dry-run" if self.dry_run else self.preset)
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -382,9 +383,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m training.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--preset", choices=sorted(PRESETS), help="named network and its training settings")
+    p.add_argument(
+        "--preset", choices=sorted(PRESETS), help="named network and its training settings (default: mnist-nn)"
+    )
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last.pt")
-    p.add_argument("--run-name", help="run folder name (default: the preset's name)")
+    p.add_argument("--run-name", help="run folder name (default: the preset's name; <preset>-dry-run for --dry-run)")
     p.add_argument("--out-dir", help="where run folders go (default: runs)")
     p.add_argument("--data-root", help="folder holding MNIST/raw/ (default: $MNIST_ROOT or data/)")
     p.add_argument("--no-download", action="store_true", help="never try to download MNIST")
@@ -412,7 +415,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", choices=DEVICES)
     t.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA")
     t.add_argument("--threads", type=int, help="torch CPU threads")
-    t.add_argument("--dry-run", action="store_true", help="one update, one epoch: a quick end-to-end check")
+    t.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="one update, one epoch: a quick end-to-end check, in runs/<preset>-dry-run/ (export refuses it)",
+    )
     return p
 
 

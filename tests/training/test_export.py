@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import warnings
@@ -22,7 +23,18 @@ from tests.conftest import MODELS_DIR
 from training import export as export_module
 from training.data import DataConfig, MNISTSplits, load_test_split
 from training.errors import ConfigError
-from training.export import ExportConfig, ParityError, build_parser, check_parity, export, labels_for, load_checkpoint
+from training.export import (
+    ExportConfig,
+    ParityError,
+    build_parser,
+    check_parity,
+    default_model_name,
+    export,
+    labels_for,
+    load_checkpoint,
+    refuse_unfit_run,
+)
+from training.export import main as export_main
 from training.model import MLP, ModelConfig, probabilities
 from training.presets import PRESETS
 from training.train import TrainConfig, train
@@ -38,6 +50,11 @@ def trained_runs(tmp_path_factory: pytest.TempPathFactory, small_mnist: MNISTSpl
         command = ["python", "-m", "training.train", "--preset", preset]
         train(PRESETS[preset].model, cfg, DataConfig(), data=small_mnist, command=command)
     return out
+
+
+def fixture_export(run: Path, models_dir: Path, mnist_root: Path) -> ExportConfig:
+    """The fixture's runs are short (one epoch of a subset), below their presets' floors: forced."""
+    return ExportConfig(run=str(run), models_dir=str(models_dir), data_root=str(mnist_root), force=True)
 
 
 def assert_tensor_specs(meta: dict, outputs: int) -> None:
@@ -75,7 +92,7 @@ def snapshot(folder: Path) -> dict[str, str]:
 def test_export_writes_onnx_torchscript_and_metadata(
     trained_runs: Path, tmp_path: Path, mnist_root: Path, preset: str, outputs: int
 ) -> None:
-    path = export(ExportConfig(run=str(trained_runs / preset), models_dir=str(tmp_path), data_root=str(mnist_root)))
+    path = export(fixture_export(trained_runs / preset, tmp_path, mnist_root))
     assert path == tmp_path / preset
     assert sorted(p.name for p in path.iterdir()) == ["metadata.json", "model.onnx", "model.pt"]
     meta = json.loads((path / "metadata.json").read_text())
@@ -102,9 +119,10 @@ def test_export_writes_onnx_torchscript_and_metadata(
     assert 0.5 < meta["metrics"]["test_accuracy"] <= 1.0
     assert set(meta) == {
         "schema_version", "name", "version", "created_at", "git_commit", "description", "commands", "config",
-        "libraries", "onnx", "input", "output", "head", "labels", "positive_digits", "preprocessing", "parameters",
+        "libraries", "machine", "onnx", "input", "output", "head", "labels", "positive_digits", "preprocessing", "parameters",
         "metrics", "parity", "files",
     }  # fmt: skip
+    assert meta["machine"]["device"] == summary["device"] == "cpu"
     width = {"mnist-nn": 50, "pigeon": 30}[preset]
     assert meta["description"] == f"MLP 784-{width}-{outputs}, relu, {meta['head']} head"
     assert meta["parameters"] == summary["parameters"]
@@ -271,14 +289,14 @@ def test_parity_failure_writes_nothing(
 
     monkeypatch.setattr(export_module, "export_onnx", export_perturbed)
     with pytest.raises(ParityError, match="onnxruntime: max"):
-        export(ExportConfig(run=str(trained_runs / "mnist-nn"), models_dir=str(tmp_path), data_root=str(mnist_root)))
+        export(fixture_export(trained_runs / "mnist-nn", tmp_path, mnist_root))
     assert list(tmp_path.iterdir()) == []
 
 
 def test_crash_during_export_leaves_models_untouched(
     trained_runs: Path, tmp_path: Path, mnist_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cfg = ExportConfig(run=str(trained_runs / "mnist-nn"), models_dir=str(tmp_path), data_root=str(mnist_root))
+    cfg = fixture_export(trained_runs / "mnist-nn", tmp_path, mnist_root)
     export(cfg)
     before = snapshot(tmp_path)
 
@@ -295,6 +313,49 @@ def test_crash_during_export_leaves_models_untouched(
 def test_export_of_an_unfinished_run_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="has no best.pt and summary.json"):
         export(ExportConfig(run=str(tmp_path / "nope"), models_dir=str(tmp_path)))
+
+
+@pytest.mark.parametrize(
+    ("train", "accuracy", "message"),
+    [
+        ({"preset": "mnist-nn", "dry_run": True}, 0.179, "a dry run"),
+        ({"preset": "default", "dry_run": False}, 0.9849, "0.9849 is below the default preset's floor of 0.985"),
+        ({"preset": "pigeon"}, 0.5, "below the pigeon preset's floor"),
+    ],
+)
+def test_a_dry_run_or_a_run_below_its_floor_is_refused(train: dict, accuracy: float, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as refused:
+        refuse_unfit_run({"train": train}, {"test_accuracy": accuracy})
+    assert "--force" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("train", "accuracy"),
+    [({"preset": "default", "dry_run": False}, 0.985), ({"preset": "mnist-nn"}, 0.97), ({"preset": "custom"}, 0.1)],
+)
+def test_a_run_at_its_floor_or_of_no_preset_is_exported(train: dict, accuracy: float) -> None:
+    refuse_unfit_run({"train": train}, {"test_accuracy": accuracy})
+
+
+def test_a_dry_run_is_named_apart_from_the_real_run() -> None:
+    dry, real = {"preset": "mnist-nn", "dry_run": True, "run_name": None}, {"preset": "mnist-nn", "dry_run": False}
+    assert default_model_name({"train": dry}) == "mnist-nn-dry-run"
+    assert default_model_name({"train": real}) == "mnist-nn"
+    assert default_model_name({"train": {"preset": "mnist-nn", "run_name": "mine"}}) == "mine"
+
+
+def test_the_cli_refuses_an_unfit_run_and_writes_nothing(
+    trained_runs: Path, tmp_path: Path, mnist_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "runs" / "pigeon"
+    shutil.copytree(trained_runs / "pigeon", run)
+    summary = json.loads((run / "summary.json").read_text())
+    (run / "summary.json").write_text(json.dumps({**summary, "test_accuracy": 0.5}))
+    models = tmp_path / "models"
+    argv = ["--run", str(run), "--models-dir", str(models), "--data-root", str(mnist_root)]
+    assert export_main(argv) == 2
+    assert "test accuracy 0.5000 is below the pigeon preset's floor of 0.97" in capsys.readouterr().err
+    assert not models.exists() or list(models.iterdir()) == []
 
 
 @pytest.mark.slow  # a subprocess and the BentoML CLI: 12 s

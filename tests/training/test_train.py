@@ -102,7 +102,7 @@ def test_pigeon_reports_roc_auc(tmp_path: Path, small_mnist: MNISTSplits) -> Non
 def test_cli_dry_run_of_every_preset(tmp_path: Path, mnist_root: Path, preset: str) -> None:
     argv = ["--preset", preset, "--dry-run", "--device", "cpu", "--out-dir", str(tmp_path)]
     assert main([*argv, "--data-root", str(mnist_root), "--no-download", "--train-subset", "500"]) == 0
-    summary = json.loads((tmp_path / preset / "summary.json").read_text())
+    summary = json.loads((tmp_path / f"{preset}-dry-run" / "summary.json").read_text())  # never runs/<preset>/
     assert summary["epochs"] == 1
     assert summary["parameters"] > 0
 
@@ -111,12 +111,12 @@ def test_cli_dry_run_of_every_preset(tmp_path: Path, mnist_root: Path, preset: s
 def test_cli_resume_reloads_the_runs_own_config(tmp_path: Path, mnist_root: Path) -> None:
     argv = ["--preset", "pigeon", "--dry-run", "--device", "cpu", "--out-dir", str(tmp_path), "--hidden", "12"]
     assert main([*argv, "--data-root", str(mnist_root), "--no-download", "--train-subset", "300"]) == 0
-    args = build_parser().parse_args(["--resume", str(tmp_path / "pigeon"), "--data-root", str(mnist_root)])
+    args = build_parser().parse_args(["--resume", str(tmp_path / "pigeon-dry-run"), "--data-root", str(mnist_root)])
     model_cfg, train_cfg, data_cfg, resume = configs_from_args(args)
     assert resume
     assert model_cfg.hidden == (12,)
     assert model_cfg.head == "sigmoid"
-    assert train_cfg.run_name == "pigeon"
+    assert train_cfg.run_name == "pigeon-dry-run"
     assert train_cfg.out_dir == str(tmp_path)
     assert data_cfg.train_subset == 300
 
