@@ -119,8 +119,8 @@ def test_export_writes_onnx_torchscript_and_metadata(
     assert 0.5 < meta["metrics"]["test_accuracy"] <= 1.0
     assert set(meta) == {
         "schema_version", "name", "version", "created_at", "git_commit", "description", "commands", "config",
-        "libraries", "machine", "onnx", "input", "output", "head", "labels", "positive_digits", "preprocessing", "parameters",
-        "metrics", "parity", "files",
+        "libraries", "machine", "onnx", "input", "output", "head", "labels", "positive_digits", "preprocessing",
+        "parameters", "metrics", "parity", "files",
     }  # fmt: skip
     assert meta["machine"]["device"] == summary["device"] == "cpu"
     width = {"mnist-nn": 50, "pigeon": 30}[preset]
