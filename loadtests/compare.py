@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     svc, nob, fast = json1["service"], json1["service-nobatch"], json1["fastapi"]
     half = next(r for r in open_loop if r["fraction"] == 0.5)
     bytes_share = bytes_run["images_per_s"] / ceil[256]["images_per_s"]
+    provider = ceil[256]["provider"]
     rows = [
         "| target | requests/s | p50 | p90 | p99 | failed | server CPU | Locust CPU |",
         "|---|---|---|---|---|---|---|---|",
@@ -103,14 +104,14 @@ def main(argv: list[str] | None = None) -> int:
         f"| {verdict(svc['requests_per_s'] >= 1.5 * fast['requests_per_s'])} |",
         f"| batching on >= 1.5x batching off | {svc['requests_per_s'] / nob['requests_per_s']:.2f}x "
         f"| {verdict(svc['requests_per_s'] >= 1.5 * nob['requests_per_s'])} |",
-        f"| 256 images/request through /predict_bytes >= 25% of the ceiling at batch 256 "
+        f"| 256 images/request through /predict_bytes >= 25% of the {provider} ceiling at batch 256 "
         f"| {bytes_run['images_per_s']:.0f} of {ceil[256]['images_per_s']:.0f} images/s = {bytes_share:.0%} "
         f"| {verdict(bytes_share >= 0.25)} |",
         f"| open loop at half capacity ({half['rate']}/s): p99 <= 50 ms | {half['p99_ms']:.1f} ms "
         f"| {verdict(half['p99_ms'] <= 50)} |",
         f"| no failed requests | {svc['failed']} failed | {verdict(svc['failed'] == 0)} |",
         "",
-        "In-process ceiling (ONNX Runtime alone, 1 thread, core 0):",
+        f"In-process ceiling (ONNX Runtime alone on {provider}, the server's execution provider; 1 thread, core 0):",
         "",
         "| batch | us per call | images/s |",
         "|---|---|---|",

@@ -5,6 +5,8 @@
     python -m loadtests.run --scenario json-1 --sweep 1 8 32 64 128 # throughput vs p99 over concurrency
     python -m loadtests.run --scenario json-1 --open-loop 200 400   # fixed arrival rates (asyncio client)
     python -m loadtests.run --host http://10.0.0.5:3000 ...         # an already running server
+    MNIST_WORKERS=4 python -m loadtests.run --server-cpus 0-3 --load-cpus 4-7 --locust-workers 4 --users 256
+                                                                    # a master + 4 Locust workers, one per core
 
 Steps: start the target pinned to --server-cpus (default core 0) unless --host is given, wait for
 /readyz, warm up (BentoML's batcher fits its cost model over its first dispatches), then for each
@@ -17,6 +19,7 @@ and PNG plots (latency percentiles, batch sizes, and throughput vs p99 for a swe
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
@@ -35,7 +38,7 @@ import psutil
 
 from .asyncload import LoadConfig
 from .asyncload import run as run_asyncload
-from .server import pin_to
+from .server import free_port, pin_to
 from .targets import TARGETS
 
 USER_CLASSES = {"json-1": "JsonOneImageUser", "json-batch": "JsonBatchUser", "bytes-256": "BytesBatchUser"}
@@ -60,6 +63,41 @@ class RunConfig:
     out: str | None = None
     env: dict[str, str] = field(default_factory=dict)  # extra server environment (tuning)
     record: bool = False  # also write a section of docs/benchmarks.md
+    # 0: one Locust process (one core). N: a Locust master and N workers, each pinned to one CPU of load_cpus
+    # in turn, for a server one Locust core cannot saturate (several workers, a GPU).
+    locust_workers: int = 0
+
+
+def cpu_list(spec: str | None) -> list[str]:
+    """A taskset CPU list ('1', '1-3', '1,4-5') as single CPUs: ['1'], ['1', '2', '3'], ['1', '4', '5']."""
+    cpus: list[str] = []
+    for part in (spec or "").split(","):
+        if "-" in part:
+            low, high = part.split("-")
+            cpus += [str(c) for c in range(int(low), int(high) + 1)]
+        elif part.strip():
+            cpus.append(part.strip())
+    return cpus
+
+
+def pinned(command: list[str], cpus: str | None) -> list[str]:
+    return ["taskset", "-c", cpus, *command] if cpus and shutil.which("taskset") else command
+
+
+def locust_commands(cfg: RunConfig, host: str, users: int, prefix: Path, port: int) -> list[list[str]]:
+    """The Locust processes of one run: one headless process, or a master and cfg.locust_workers workers."""
+    user_class = USER_CLASSES[cfg.scenario]
+    command = [str(BIN / "locust"), "-f", str(LOCUSTFILE), "--config", str(LOCUST_CONF)]
+    command += ["--host", host, "--users", str(users), "--spawn-rate", str(users), "--run-time", f"{cfg.duration}s"]
+    command += ["--csv", str(prefix), "--html", f"{prefix}.html"]
+    if not cfg.locust_workers:
+        return [pinned([*command, user_class], cfg.load_cpus)]
+    cpus = cpu_list(cfg.load_cpus) or [None]
+    master = [*command, "--master", "--expect-workers", str(cfg.locust_workers), "--master-bind-port", str(port)]
+    worker = [str(BIN / "locust"), "-f", str(LOCUSTFILE), "--worker", "--master-port", str(port)]
+    worker += ["--loglevel", "WARNING", user_class]
+    workers = [pinned(worker, cpus[i % len(cpus)]) for i in range(cfg.locust_workers)]
+    return [pinned([*master, user_class], cpus[0]), *workers]
 
 
 def batch_histogram(metrics_text: str) -> dict[str, float]:
@@ -149,35 +187,38 @@ def read_locust_csv(prefix: Path, scenario: str) -> dict[str, float]:
 def locust_once(cfg: RunConfig, host: str, users: int, out: Path, server_pid: int | None) -> dict:
     """One headless Locust run; returns its summary with server/load CPU use and the batch histogram."""
     prefix = out / f"locust_{users}u"
-    command = [str(BIN / "locust"), "-f", str(LOCUSTFILE), "--config", str(LOCUST_CONF)]
-    command += ["--host", host, "--users", str(users), "--spawn-rate", str(users), "--run-time", f"{cfg.duration}s"]
-    command += ["--csv", str(prefix), "--html", f"{prefix}.html", USER_CLASSES[cfg.scenario]]
-    if cfg.load_cpus and shutil.which("taskset"):
-        command = ["taskset", "-c", cfg.load_cpus, *command]
+    commands = locust_commands(cfg, host, users, prefix, free_port())
     metrics_before = batch_histogram(scrape(host))
     server_cpu_before = cpu_seconds(server_pid)
     started = time.perf_counter()
-    with open(f"{prefix}.log", "w") as log:
-        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).parents[1])
-        ps = psutil.Process(proc.pid)
-        load_cpu = 0.0
-        while proc.poll() is None:
-            try:
-                t = ps.cpu_times()
-                load_cpu = t.user + t.system
-            except psutil.NoSuchProcess:
-                break
-            time.sleep(0.5)
+    logs = [Path(f"{prefix}.log")] + [Path(f"{prefix}.worker{i}.log") for i in range(1, len(commands))]
+    procs = []
+    for command, log_path in zip(commands, logs, strict=True):
+        with open(log_path, "w") as log:
+            procs.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).parents[1]))
+    load_cpu = {proc.pid: 0.0 for proc in procs}
+    while procs[0].poll() is None:  # the master (or the single process) ends the run; workers follow it
+        for proc in procs:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                t = psutil.Process(proc.pid).cpu_times()
+                load_cpu[proc.pid] = t.user + t.system
+        time.sleep(0.5)
+    for proc in procs[1:]:
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
     wall = time.perf_counter() - started
     summary = read_locust_csv(prefix, cfg.scenario)
-    log_text = Path(f"{prefix}.log").read_text()
+    log_text = "".join(path.read_text() for path in logs)
     summary |= {
         "users": users,
         "server_cpu_percent": 100 * (cpu_seconds(server_pid) - server_cpu_before) / wall if server_pid else None,
-        "locust_cpu_percent": 100 * load_cpu / wall,
+        "locust_cpu_percent": 100 * sum(load_cpu.values()) / wall,
+        "locust_processes": len(procs),
         "locust_cpu_warning": "CPU usage above" in log_text or "CPU usage was too high" in log_text,
         "batch_sizes": histogram_diff(metrics_before, batch_histogram(scrape(host))),
-        "locust_exit_code": proc.returncode,
+        "locust_exit_code": procs[0].returncode,
     }
     return summary
 
@@ -309,6 +350,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=float, default=5.0)
     p.add_argument("--server-cpus", default="0", help="taskset CPU list for the server ('' for none)")
     p.add_argument("--load-cpus", default="1", help="taskset CPU list for Locust ('' for none)")
+    p.add_argument(
+        "--locust-workers",
+        type=int,
+        default=0,
+        help="N > 0: a Locust master and N workers, each pinned to one CPU of --load-cpus in turn (default: one "
+        "Locust process); for servers one Locust core cannot saturate",
+    )
     p.add_argument("--open-loop", type=float, nargs="*", default=[], help="fixed arrival rates, requests/s")
     p.add_argument("--out", help="report folder (default results/<time>-<target>-<scenario>)")
     p.add_argument("--record", action="store_true", help="also write the results into docs/benchmarks.md")
@@ -325,6 +373,7 @@ def main(argv: list[str] | None = None) -> int:
         open_loop=args.open_loop,
         out=args.out,
         record=args.record,
+        locust_workers=args.locust_workers,
     )
     summary = run(cfg)
     return 1 if any(r["failed"] for r in summary["runs"]) else 0

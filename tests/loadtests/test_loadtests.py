@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import csv
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -11,7 +12,7 @@ import pytest
 from loadtests.asyncload import LoadConfig
 from loadtests.asyncload import run as run_asyncload
 from loadtests.payloads import Payloads, build_requests, check_response, load_sample
-from loadtests.run import batch_histogram, histogram_diff, images_in
+from loadtests.run import RunConfig, batch_histogram, cpu_list, histogram_diff, images_in, locust_commands, locust_once
 from loadtests.server import running_service
 from tests.conftest import REPO
 
@@ -127,3 +128,33 @@ def test_open_loop_latency_is_the_servers_answer_time(slow_stub: str) -> None:
     assert 45 <= summary["requests"] <= 50
     assert 40 <= summary["p50_ms"] <= summary["p99_ms"] <= summary["max_ms"]
     assert summary["p50_ms"] < 40 + 100  # 40 ms of server time, plus this machine's noise
+
+
+def test_cpu_lists_are_split_into_single_cpus() -> None:
+    assert cpu_list("1") == ["1"]
+    assert cpu_list("4-6,9") == ["4", "5", "6", "9"]
+    assert cpu_list(None) == []
+
+
+def test_distributed_mode_runs_a_master_and_pinned_workers(tmp_path: Path) -> None:
+    cfg = RunConfig(scenario="bytes-256", load_cpus="4-5", locust_workers=3)
+    master, *workers = locust_commands(cfg, "http://127.0.0.1:3000", 96, tmp_path / "p", port=5599)
+    assert len(workers) == 3
+    if shutil.which("taskset"):
+        assert master[:3] == ["taskset", "-c", "4"]
+        assert [w[2] for w in workers] == ["4", "5", "4"]  # one CPU each, in turn
+    assert {"--master", "--expect-workers", "3", "--master-bind-port", "5599", "--users", "96"} <= set(master)
+    assert all({"--worker", "--master-port", "5599", "BytesBatchUser"} <= set(w) for w in workers)
+    (single,) = locust_commands(RunConfig(load_cpus="1"), "http://h", 8, tmp_path / "p", port=5599)
+    assert "--master" not in single
+    assert "--worker" not in single
+
+
+@pytest.mark.slow
+def test_distributed_locust_load_reaches_the_server(service_url: str, tmp_path: Path) -> None:
+    cfg = RunConfig(scenario="json-1", host=service_url, users=[4], duration=4, warmup=0.5, locust_workers=2)
+    result = locust_once(cfg, service_url, 4, tmp_path, server_pid=None)
+    assert result["locust_processes"] == 3
+    assert result["locust_exit_code"] == 0, (tmp_path / "locust_4u.log").read_text()[-2000:]
+    assert result["requests"] > 10
+    assert result["failed"] == 0
