@@ -118,10 +118,15 @@ def make_loss(model_cfg: ModelConfig, positive_digits: tuple[int, ...]) -> Calla
     )
 
 
-def correct_predictions(logits: torch.Tensor, y: torch.Tensor, positive_digits: tuple[int, ...]) -> int:
+def correct_count(logits: torch.Tensor, y: torch.Tensor, positive_digits: tuple[int, ...]) -> torch.Tensor:
+    """Correct predictions as a tensor on the logits' device: summed there, read once per epoch (no sync)."""
     if logits.shape[1] == 1:
-        return int(((logits > 0).float() == binary_targets(y, positive_digits)).sum())
-    return int((logits.argmax(dim=1) == y).sum())
+        return ((logits > 0).float() == binary_targets(y, positive_digits)).sum()
+    return (logits.argmax(dim=1) == y).sum()
+
+
+def correct_predictions(logits: torch.Tensor, y: torch.Tensor, positive_digits: tuple[int, ...]) -> int:
+    return int(correct_count(logits, y, positive_digits))
 
 
 def accumulated_update(
@@ -132,25 +137,26 @@ def accumulated_update(
     y: torch.Tensor,
     micro_batch: int,
     autocast: contextlib.AbstractContextManager | None = None,
-    count_correct: Callable[[torch.Tensor, torch.Tensor], int] | None = None,
-) -> tuple[float, int]:
+    count_correct: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimizer update over (x, y), computed in micro-batches of `micro_batch` rows.
 
     Each micro-batch's summed loss is divided by the update's full size, so the accumulated gradient
     equals the gradient of the mean loss over all of (x, y): the same update as one large batch.
-    Returns (summed loss, correct predictions in training mode) over the update's rows.
+    Returns (summed loss, correct predictions in training mode) over the update's rows, as tensors on the
+    device: reading them is a host sync, so the caller sums them over the epoch and reads them once.
     """
     optimizer.zero_grad(set_to_none=True)
     total = x.shape[0]
-    loss_sum = 0.0
-    correct = 0
+    loss_sum = torch.zeros((), dtype=torch.float64, device=x.device)
+    correct = torch.zeros((), dtype=torch.int64, device=x.device)
     for start in range(0, total, micro_batch):
         xb, yb = x[start : start + micro_batch], y[start : start + micro_batch]
         with autocast or contextlib.nullcontext():
             logits = model(xb)
             loss = loss_fn(logits, yb, reduction="sum")
         (loss / total).backward()
-        loss_sum += float(loss.detach())
+        loss_sum += loss.detach().double()
         if count_correct is not None:
             correct += count_correct(logits.detach().float(), yb)
     optimizer.step()
@@ -162,15 +168,16 @@ def evaluate(
 ) -> dict[str, float]:
     """Mean loss and accuracy over `split` in evaluation mode (no dropout); the model is left in training mode."""
     model.eval()
-    loss = correct = 0.0
+    loss = torch.zeros((), dtype=torch.float64, device=split.x.device)
+    correct = torch.zeros((), dtype=torch.int64, device=split.x.device)
     with torch.no_grad():
         for start in range(0, len(split), batch):
             xb, yb = split.x[start : start + batch], split.y[start : start + batch]
             logits = model(xb).float()
-            loss += float(loss_fn(logits, yb, reduction="sum"))
-            correct += correct_predictions(logits, yb, positive_digits)
+            loss += loss_fn(logits, yb, reduction="sum").double()
+            correct += correct_count(logits, yb, positive_digits)
     model.train()
-    return {"loss": loss / len(split), "accuracy": correct / len(split)}
+    return {"loss": float(loss) / len(split), "accuracy": int(correct) / len(split)}
 
 
 def roc_auc(model: MLP, split: Split, positive_digits: tuple[int, ...]) -> float:
@@ -265,7 +272,7 @@ def train(
     loss_fn = make_loss(model_cfg, data_cfg.positive_digits)
     shuffle = torch.Generator().manual_seed(cfg.seed)
     use_amp = cfg.amp and device.type == "cuda"
-    count_correct = lambda logits, y: correct_predictions(logits, y, data_cfg.positive_digits)  # noqa: E731
+    count_correct = lambda logits, y: correct_count(logits, y, data_cfg.positive_digits)  # noqa: E731
 
     config = {
         "model": dataclasses.asdict(model_cfg),
@@ -295,8 +302,10 @@ def train(
     for epoch in range(start_epoch + 1, epochs + 1):
         t0 = time.perf_counter()
         order = torch.randperm(len(data.train), generator=shuffle).to(device)
-        loss_sum = 0.0
-        seen = correct = 0
+        # summed on the device and read once, after the epoch: a read per step was a host sync per step
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        correct = torch.zeros((), dtype=torch.int64, device=device)
+        seen = 0
         model.train()
         bar = tqdm(range(updates_per_epoch), desc=f"epoch {epoch}/{epochs}", leave=False, disable=None)
         for step in bar:
@@ -310,15 +319,13 @@ def train(
             loss_sum += batch_loss
             correct += batch_correct
             seen += len(y)
-            bar.set_postfix(loss=f"{batch_loss / len(y):.4f}")
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        train_loss, train_correct = float(loss_sum), int(correct)  # waits for the device: the epoch's end
         epoch_seconds = time.perf_counter() - t0
         val = evaluate(model, data.val, loss_fn, data_cfg.positive_digits, cfg.eval_batch_size)
         record = {
             "epoch": epoch,
-            "train_loss": loss_sum / seen,
-            "train_accuracy": correct / seen,  # in training mode (dropout on, augmented), as the epoch went
+            "train_loss": train_loss / seen,
+            "train_accuracy": train_correct / seen,  # in training mode (dropout on, augmented), as the epoch went
             "val_loss": val["loss"],
             "val_accuracy": val["accuracy"],
             "dead_relu_fraction": dead_unit_fraction(model, data.val.x),

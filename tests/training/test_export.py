@@ -364,7 +364,7 @@ def test_export_cli_can_register_in_the_bentoml_model_store(
 ) -> None:
     env = {**os.environ, "BENTOML_HOME": str(tmp_path / "bentoml"), "BENTOML_DO_NOT_TRACK": "true"}
     command = [sys.executable, "-m", "training.export", "--run", str(trained_runs / "pigeon")]
-    command += ["--models-dir", str(tmp_path / "models"), "--data-root", str(mnist_root), "--bentoml"]
+    command += ["--models-dir", str(tmp_path / "models"), "--data-root", str(mnist_root), "--bentoml", "--force"]
     subprocess.run(command, env=env, check=True, capture_output=True, timeout=300)
     meta = json.loads((tmp_path / "models" / "pigeon" / "metadata.json").read_text())
     listing = subprocess.run(

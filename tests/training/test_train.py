@@ -221,8 +221,8 @@ def test_an_update_reports_its_summed_loss_and_training_mode_accuracy() -> None:
     loss_sum, correct = accumulated_update(
         model, optimizer, loss_fn, x, y, 8, count_correct=lambda lg, yb: correct_predictions(lg, yb, (0,))
     )
-    assert loss_sum == pytest.approx(float(F.cross_entropy(logits, y, reduction="sum")), rel=1e-5)
-    assert correct == int((logits.argmax(1) == y).sum())
+    assert float(loss_sum) == pytest.approx(float(F.cross_entropy(logits, y, reduction="sum")), rel=1e-5)
+    assert int(correct) == int((logits.argmax(1) == y).sum())
 
 
 @pytest.mark.cuda
