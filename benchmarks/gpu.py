@@ -1,0 +1,146 @@
+"""The GPU picture in one command: training on the GPU, ONNX Runtime CUDA vs CPU per call and their parity,
+and the service's load with 1, 2, 4 and 8 workers sharing the GPU. Each part writes its section of
+docs/benchmarks.md with the machine, the provider and the commit.
+
+    python -m benchmarks.gpu                       # on a machine with one NVIDIA GPU
+    python -m benchmarks.gpu --skip-training       # ONNX Runtime and load only
+    python -m benchmarks.gpu --workers 1 2         # fewer load runs
+
+Where there is no usable GPU (no CUDA build of torch, no NVIDIA driver, or no CUDA provider in ONNX
+Runtime), it says which is missing, measures nothing, writes nothing and exits with status 2.
+The CUDA parts were written on a machine without a GPU: only the no-GPU path has run (issue 10).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from loadtests.baselines.ort_ceiling import ceiling
+from loadtests.payloads import load_sample
+from loadtests.run import RunConfig
+from loadtests.run import run as run_load
+from service.runtime import CUDA, ModelRuntime, RuntimeConfig, cuda_driver_present
+
+from .report import update_section
+
+BATCHES = [1, 64, 256, 1024]
+NO_GPU = 2
+
+
+def missing_gpu() -> str | None:
+    """Why this machine cannot give GPU figures, or None when it can."""
+    import onnxruntime as ort
+    import torch
+
+    if not cuda_driver_present():
+        return "no NVIDIA driver (libcuda.so.1 cannot be loaded)"
+    if not torch.cuda.is_available():
+        return f"torch {torch.__version__} sees no CUDA device"
+    if CUDA not in ort.get_available_providers():
+        return "ONNX Runtime has no CUDA provider: pip install onnxruntime-gpu (see README, GPU)"
+    return None
+
+
+def provider_parity(model: str = "default") -> dict[str, float]:
+    """Max |probability difference| between ONNX Runtime on CUDA and on the CPU over the shipped sample."""
+    images, _ = load_sample()
+    pixels = images.astype(np.float32) / 255
+    cuda = ModelRuntime(RuntimeConfig(model=model, device="cuda", require_gpu=True)).predict(pixels, "softmax")
+    cpu = ModelRuntime(RuntimeConfig(model=model, device="cpu")).predict(pixels, "softmax")
+    return {
+        "images": len(pixels),
+        "max_abs_diff": float(np.abs(cuda.probabilities - cpu.probabilities).max()),
+        "labels_differ": int((cuda.label_indices != cpu.label_indices).sum()),
+    }
+
+
+def onnx_runtime_section() -> str:
+    cuda = {r["batch"]: r for r in ceiling(BATCHES, device="cuda")}
+    cpu = {r["batch"]: r for r in ceiling(BATCHES, device="cpu")}
+    parity = provider_parity()
+    rows = [
+        f"| {b} | {cuda[b]['us_per_call']:.0f} | {cuda[b]['images_per_s']:.0f} | {cpu[b]['us_per_call']:.0f} "
+        f"| {cpu[b]['images_per_s']:.0f} |"
+        for b in BATCHES
+    ]
+    return "\n".join(
+        [
+            "## GPU: ONNX Runtime per call, CUDA vs CPU (1 thread)",
+            "",
+            f"Providers measured: {cuda[1]['provider']} and {cpu[1]['provider']}.",
+            "",
+            "| batch | CUDA us/call | CUDA images/s | CPU us/call | CPU images/s |",
+            "|---|---|---|---|---|",
+            *rows,
+            "",
+            f"Parity over the {parity['images']} sample images: max |probability difference| "
+            f"{parity['max_abs_diff']:.2e}, {parity['labels_differ']} labels differ (export's gate: 1e-5 vs CPU).",
+        ]
+    )
+
+
+def load_config(workers: int, duration: int) -> RunConfig:
+    """json-1 with `workers` server processes on cores 0..w-1 and as many pinned Locust workers beside them."""
+    cores = os.cpu_count() or 2
+    load = f"{workers}-{min(cores - 1, 2 * workers - 1)}" if cores > workers else None
+    return RunConfig(
+        scenario="json-1",
+        users=[64 * workers],
+        duration=duration,
+        server_cpus=f"0-{workers - 1}",
+        load_cpus=load,
+        locust_workers=workers,
+        env={"MNIST_WORKERS": str(workers), "MNIST_REQUIRE_GPU": "1"},
+        out=f"results/gpu-workers-{workers}",
+    )
+
+
+def workers_section(results: dict[int, dict]) -> str:
+    one = results[min(results)]["requests_per_s"]
+    rows = [
+        f"| {w} | {r['requests_per_s']:.0f} | {r['requests_per_s'] / one:.2f}x (target >= {0.8 * w:.1f}x) "
+        f"| {r['p99_ms']:.0f} ms | {r['failed']} | {r['server_cpu_percent'] or 0:.0f}% | {r['locust_cpu_percent']:.0f}%"
+        f"{' (saturated)' if r['locust_cpu_warning'] else ''} |"
+        for w, r in sorted(results.items())
+    ]
+    return "\n".join(
+        [
+            "## GPU: one-image requests with several workers sharing the GPU",
+            "",
+            "| workers | requests/s | vs one worker | p99 | failed | server CPU | Locust CPU |",
+            "|---|---|---|---|---|---|---|",
+            *rows,
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.gpu", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--skip-training", action="store_true")
+    p.add_argument("--skip-load", action="store_true")
+    p.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4, 8])
+    p.add_argument("--duration", type=int, default=20, help="seconds per load run")
+    args = p.parse_args(argv)
+    reason = missing_gpu()
+    if reason is not None:
+        print(f"benchmarks.gpu: no GPU to measure: {reason}. Nothing measured, nothing written.", file=sys.stderr)
+        return NO_GPU
+    command = "python -m benchmarks.gpu " + " ".join(sys.argv[1:] if argv is None else argv)
+    if not args.skip_training:
+        subprocess.run([sys.executable, "-m", "benchmarks.training", "--device", "cuda"], check=True)
+    update_section("gpu-onnxruntime", onnx_runtime_section(), command.strip())
+    if not args.skip_load:
+        results = {w: run_load(load_config(w, args.duration))["runs"][0] for w in args.workers}
+        update_section("gpu-workers", workers_section(results), command.strip())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""benchmarks.gpu: says clearly when there is no GPU, and plans its load runs to saturate the workers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from benchmarks import gpu
+
+
+def test_without_a_gpu_it_says_why_and_measures_nothing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)  # docs/benchmarks.md would be written here
+    monkeypatch.setattr(gpu, "missing_gpu", lambda: "no NVIDIA driver (libcuda.so.1 cannot be loaded)")
+    monkeypatch.setattr(gpu, "ceiling", lambda *a, **k: pytest.fail("measured without a GPU"))
+    assert gpu.main([]) == gpu.NO_GPU
+    assert "no GPU to measure: no NVIDIA driver" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_on_this_machine_the_verdict_matches_the_driver() -> None:
+    from service.runtime import cuda_driver_present
+
+    reason = gpu.missing_gpu()
+    assert (reason is None) <= cuda_driver_present()  # no driver: never "a GPU is here"
+    if not cuda_driver_present():
+        assert "driver" in reason
+
+
+def test_each_load_run_pins_as_many_locust_workers_as_server_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gpu.os, "cpu_count", lambda: 16)
+    cfg = gpu.load_config(4, duration=20)
+    assert (cfg.server_cpus, cfg.load_cpus, cfg.locust_workers, cfg.users) == ("0-3", "4-7", 4, [256])
+    assert cfg.env == {"MNIST_WORKERS": "4", "MNIST_REQUIRE_GPU": "1"}
+    assert gpu.load_config(8, duration=20).load_cpus == "8-15"
+
+
+def test_the_workers_table_states_scaling_against_its_target() -> None:
+    run = {"p99_ms": 20, "failed": 0, "server_cpu_percent": 90, "locust_cpu_percent": 80, "locust_cpu_warning": False}
+    table = gpu.workers_section({1: {**run, "requests_per_s": 1000}, 2: {**run, "requests_per_s": 1700}})
+    assert "| 2 | 1700 | 1.70x (target >= 1.6x) |" in table
