@@ -19,6 +19,8 @@ import statistics
 import sys
 from pathlib import Path
 
+import httpx
+
 from benchmarks.report import update_section
 from service.runtime import RuntimeConfig
 from service.settings import Batching
@@ -59,7 +61,9 @@ def measure(config: dict[str, int], args: argparse.Namespace) -> dict:
     with TARGETS["service"].start(cpus=args.server_cpus, env=env) as server:
         load = LoadConfig(host=server.url, scenario=args.scenario, users=args.users, duration=args.duration, warmup=4)
         summary = run_asyncload(load)
+        provider = served_provider(server.url)
     row = {SHORT[k]: v for k, v in config.items()} | {
+        "provider": provider,
         "requests_per_s": summary["requests_per_s"],
         "p50_ms": summary["p50_ms"],
         "p99_ms": summary["p99_ms"],
@@ -69,11 +73,19 @@ def measure(config: dict[str, int], args: argparse.Namespace) -> dict:
     return row
 
 
+def served_provider(url: str) -> str:
+    """The ONNX Runtime execution provider the server reports using (GET /metadata)."""
+    try:
+        return httpx.get(f"{url}/metadata", timeout=10).json()["execution_provider"]
+    except (httpx.HTTPError, ValueError, KeyError):
+        return "unknown"
+
+
 def median_rows(rounds: list[list[dict]]) -> list[dict]:
     """Per configuration, the median of each figure over the rounds (the machine is shared and noisy)."""
     merged = []
     for runs in zip(*rounds, strict=True):
-        row = {k: runs[0][k] for k in SHORT.values()}
+        row = {k: runs[0][k] for k in SHORT.values()} | {"provider": runs[0].get("provider", "unknown")}
         for k in ("requests_per_s", "p50_ms", "p99_ms"):
             row[k] = statistics.median(r[k] for r in runs)
         row["rps_min"] = min(r["requests_per_s"] for r in runs)
@@ -153,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
             f"## Tuning sweep: {args.scenario}",
             "",
             f"{args.scenario}, {args.users} closed-loop users (asyncio client), {args.duration:g} s per configuration, "
-            f"median of {args.repeats} rounds, server on core {args.server_cpus}, load on core {args.load_cpus}.",
+            f"median of {args.repeats} rounds, server on core {args.server_cpus}, load on core {args.load_cpus}; "
+            f"execution provider: {', '.join(sorted({r['provider'] for r in rows}))}.",
             "",
             *table,
             "",

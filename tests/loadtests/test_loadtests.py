@@ -7,6 +7,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from loadtests.asyncload import LoadConfig
@@ -158,3 +159,21 @@ def test_distributed_locust_load_reaches_the_server(service_url: str, tmp_path: 
     assert result["locust_exit_code"] == 0, (tmp_path / "locust_4u.log").read_text()[-2000:]
     assert result["requests"] > 10
     assert result["failed"] == 0
+
+
+def test_tuning_rows_keep_the_provider_they_ran_on() -> None:
+    from loadtests.tune import SHORT, median_rows
+
+    run = dict.fromkeys(SHORT.values(), 1) | {"provider": "CUDAExecutionProvider", "p50_ms": 1.0, "p99_ms": 2.0}
+    rounds = [[run | {"requests_per_s": 100.0, "failed": 0}], [run | {"requests_per_s": 120.0, "failed": 1}]]
+    (row,) = median_rows(rounds)
+    assert (row["provider"], row["requests_per_s"], row["failed"]) == ("CUDAExecutionProvider", 110.0, 1)
+
+
+@pytest.mark.slow
+def test_tune_reads_the_provider_the_server_uses(service_url: str) -> None:
+    from loadtests.tune import served_provider
+
+    assert served_provider(service_url) == httpx.get(f"{service_url}/metadata").json()["execution_provider"]
+    assert served_provider(service_url).endswith("ExecutionProvider")
+    assert served_provider("http://127.0.0.1:9") == "unknown"
