@@ -36,7 +36,7 @@ from .atomic import atomic_write_json, current_umask
 from .data import DataConfig, load_test_split
 from .errors import ConfigError, require
 from .model import MLP, MNIST_MEAN, MNIST_STD, NUM_PIXELS, ModelConfig, count_parameters, probabilities
-from .presets import PRESETS
+from .presets import PRESETS, default_run_name
 
 log = logging.getLogger("training.export")
 
@@ -253,7 +253,7 @@ def refuse_unfit_run(run_config: dict[str, Any], summary: dict[str, Any]) -> Non
 def default_model_name(run_config: dict[str, Any]) -> str:
     """The run's name, as training named its folder (a dry run's is <preset>-dry-run)."""
     train = run_config["train"]
-    return train.get("run_name") or (f"{train['preset']}-dry-run" if train.get("dry_run") else train["preset"])
+    return train.get("run_name") or default_run_name(train["preset"], bool(train.get("dry_run")))
 
 
 def export(cfg: ExportConfig, command: list[str] | None = None) -> Path:

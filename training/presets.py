@@ -18,6 +18,12 @@ class Preset:
     accuracy_floor: float = 0.95
 
 
+def default_run_name(preset: str, dry_run: bool) -> str:
+    """A run's folder (and exported model) name when none is given: a dry run gets its own, so that it never
+    replaces a real run's checkpoints or the model exported from them."""
+    return f"{preset}-dry-run" if dry_run else preset
+
+
 PRESETS: dict[str, Preset] = {
     "pigeon": Preset(
         ModelConfig(hidden=(30,), activation="relu", head="sigmoid"),

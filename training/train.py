@@ -34,7 +34,7 @@ from .atomic import atomic_write, atomic_write_json
 from .data import DataConfig, MNISTSplits, Split, binary_targets, load_mnist, random_shift
 from .errors import ConfigError, require
 from .model import ACTIVATIONS, HEADS, MLP, ModelConfig, count_parameters, dead_unit_fraction
-from .presets import PRESETS
+from .presets import PRESETS, default_run_name
 
 log = logging.getLogger("training.train")
 
@@ -80,8 +80,7 @@ class TrainConfig:
 
     @property
     def name(self) -> str:
-        """The run folder's name: a dry run gets its own, so that it never replaces a real run's checkpoints."""
-        return self.run_name or (f"{self.preset}-dry-run" if self.dry_run else self.preset)
+        return self.run_name or default_run_name(self.preset, self.dry_run)
 
 
 def resolve_device(requested: str) -> torch.device:
