@@ -41,3 +41,7 @@ def test_the_workers_table_states_scaling_against_its_target() -> None:
     run = {"p99_ms": 20, "failed": 0, "server_cpu_percent": 90, "locust_cpu_percent": 80, "locust_cpu_warning": False}
     table = gpu.workers_section({1: {**run, "requests_per_s": 1000}, 2: {**run, "requests_per_s": 1700}})
     assert "| 2 | 1700 | 1.70x (target >= 1.6x) |" in table
+    assert "| workers | requests/s | vs 1 worker |" in table
+    table = gpu.workers_section({2: {**run, "requests_per_s": 1000}, 4: {**run, "requests_per_s": 1700}})
+    assert "| 4 | 1700 | 1.70x (target >= 1.6x) |" in table
+    assert "| workers | requests/s | vs 2 workers |" in table
