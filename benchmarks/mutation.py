@@ -52,7 +52,7 @@ SCOPE = {
     ],
     "the training step and checkpoint selection": [
         "training.train.x_make_loss__mutmut_*",
-        "training.train.x_correct_predictions__mutmut_*",
+        "training.train.x_correct_count__mutmut_*",
         "training.train.x_accumulated_update__mutmut_*",
         "training.train.x_evaluate__mutmut_*",
         "training.train.xǁBestCheckpointǁ*",
@@ -159,7 +159,7 @@ EQUIVALENT: list[tuple[str, str, str]] = [
         "a difference exactly equal to the tolerance, or a probability of exactly 0.5: not reachable by a test",
     ),
     (
-        "training.train.x_correct_predictions__*",
+        "training.train.x_correct_count__*",
         r"\(logits >= 0\)\.float\(\)",
         "a logit of exactly 0.0: not reachable by a test with real weights",
     ),

@@ -124,10 +124,6 @@ def correct_count(logits: torch.Tensor, y: torch.Tensor, positive_digits: tuple[
     return (logits.argmax(dim=1) == y).sum()
 
 
-def correct_predictions(logits: torch.Tensor, y: torch.Tensor, positive_digits: tuple[int, ...]) -> int:
-    return int(correct_count(logits, y, positive_digits))
-
-
 def accumulated_update(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,

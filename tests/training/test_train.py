@@ -16,7 +16,7 @@ from training.train import (
     accumulated_update,
     build_parser,
     configs_from_args,
-    correct_predictions,
+    correct_count,
     evaluate,
     main,
     make_loss,
@@ -181,9 +181,9 @@ def test_binary_head_loss_and_accuracy_use_the_positive_digits() -> None:
     targets = torch.tensor([[1.0], [1.0], [0.0], [0.0]])
     loss = make_loss(cfg, (0, 1, 2))(logits, digits, reduction="sum")
     assert float(loss) == pytest.approx(float(F.binary_cross_entropy_with_logits(logits, targets, reduction="sum")))
-    assert correct_predictions(logits, digits, (0, 1, 2)) == 2  # right on the first and the last
+    assert int(correct_count(logits, digits, (0, 1, 2))) == 2  # right on the first and the last
     ten = torch.tensor([[0.0, 3.0, 1.0], [2.0, 0.0, 1.0]])
-    assert correct_predictions(ten, torch.tensor([1, 2]), (0,)) == 1
+    assert int(correct_count(ten, torch.tensor([1, 2]), (0,))) == 1
 
 
 @pytest.mark.parametrize("micro_batch", [20, 8])
@@ -219,7 +219,7 @@ def test_an_update_reports_its_summed_loss_and_training_mode_accuracy() -> None:
     loss_fn = make_loss(model.config, (0,))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)  # no step: the report is about the weights it saw
     loss_sum, correct = accumulated_update(
-        model, optimizer, loss_fn, x, y, 8, count_correct=lambda lg, yb: correct_predictions(lg, yb, (0,))
+        model, optimizer, loss_fn, x, y, 8, count_correct=lambda lg, yb: correct_count(lg, yb, (0,))
     )
     assert float(loss_sum) == pytest.approx(float(F.cross_entropy(logits, y, reduction="sum")), rel=1e-5)
     assert int(correct) == int((logits.argmax(1) == y).sum())
