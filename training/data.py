@@ -130,10 +130,11 @@ def binary_targets(y: torch.Tensor, positive_digits: tuple[int, ...]) -> torch.T
 def random_offsets(
     n: int, max_shift: int, generator: torch.Generator | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(down, right): n whole-pixel offsets per axis, each drawn uniformly from [-max_shift, max_shift]."""
-    span = 2 * max_shift + 1
-    right = max_shift - torch.randint(0, span, (n,), generator=generator, device="cpu")
-    down = max_shift - torch.randint(0, span, (n,), generator=generator, device="cpu")
+    """(down, right): n whole-pixel offsets per axis, each drawn uniformly from [-max_shift, max_shift], on the
+    generator's device (a CUDA generator draws them on the GPU: no copy from the host per step)."""
+    span, device = 2 * max_shift + 1, (generator.device if generator is not None else "cpu")
+    right = max_shift - torch.randint(0, span, (n,), generator=generator, device=device)
+    down = max_shift - torch.randint(0, span, (n,), generator=generator, device=device)
     return down, right
 
 

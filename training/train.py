@@ -41,6 +41,9 @@ log = logging.getLogger("training.train")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "onecycle")
 DEVICES = ("auto", "cuda", "cpu")
+# The run folder's files are written at most this often, and after the last epoch: on a GPU an epoch of the
+# default net takes a fraction of a second, less than redrawing curves.png and writing the checkpoints.
+SAVE_EVERY_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -92,12 +95,16 @@ def resolve_device(requested: str) -> torch.device:
     return torch.device(requested)
 
 
-def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    params = model.parameters()
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, fused: bool = False) -> torch.optim.Optimizer:
+    """`fused`: one kernel per step for all parameters (CUDA); off, torch's default, which on the CPU keeps
+    the weights of earlier runs bit for bit."""
+    params, fused_or_default = model.parameters(), (True if fused else None)
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(
+            params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, fused=fused_or_default
+        )
     optimizer_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-    return optimizer_cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return optimizer_cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused_or_default)
 
 
 def make_schedule(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_updates: int):
@@ -186,13 +193,12 @@ def roc_auc(model: MLP, split: Split, positive_digits: tuple[int, ...]) -> float
 
 
 def plot_curves(history: list[dict[str, Any]], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """Loss and accuracy per epoch into a PNG; matplotlib's Figure API without pyplot, so any thread may draw."""
+    from matplotlib.figure import Figure
 
     epochs = [h["epoch"] for h in history]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    fig = Figure(figsize=(10, 4))
+    ax_loss, ax_acc = fig.subplots(1, 2)
     ax_loss.plot(epochs, [h["train_loss"] for h in history], marker="o", label="train")
     ax_loss.plot(epochs, [h["val_loss"] for h in history], marker="o", label="validation")
     ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
@@ -205,27 +211,94 @@ def plot_curves(history: list[dict[str, Any]], path: Path, title: str) -> None:
     fig.suptitle(title)
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    plt.close(fig)
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
+def cpu_snapshot(obj: Any) -> Any:
+    """A copy of `obj` (nested dicts, lists, tuples) whose tensors are detached CPU copies: what a checkpoint
+    holds, untouched by the training steps that follow."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {key: cpu_snapshot(value) for key, value in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(cpu_snapshot(value) for value in obj)
+    return obj
+
+
 class BestCheckpoint:
-    """best.pt: the weights of the epoch with the highest validation accuracy so far (the earliest on a tie)."""
+    """best.pt: the weights of the epoch with the highest validation accuracy so far (the earliest on a tie),
+    kept in memory when offered and written by `save`."""
 
     def __init__(self, path: Path, best_accuracy: float = -1.0) -> None:
         self.path = path
         self.best_accuracy = best_accuracy
+        self._unsaved: dict[str, Any] | None = None
 
     def offer(self, accuracy: float, state: Callable[[], dict[str, Any]]) -> bool:
-        """Write `state()` to best.pt if `accuracy` beats the best so far; whether it did."""
+        """Keep a copy of `state()` if `accuracy` beats the best so far; whether it did."""
         if accuracy <= self.best_accuracy:
             return False
         self.best_accuracy = accuracy
-        save_checkpoint(self.path, state())
+        self._unsaved = cpu_snapshot(state())
         return True
+
+    def save(self) -> None:
+        """Write the best state to best.pt if it changed since the last save."""
+        if self._unsaved is not None:
+            save_checkpoint(self.path, self._unsaved)
+            self._unsaved = None
+
+
+def training_state(
+    model: MLP, optimizer: torch.optim.Optimizer, schedule: Any, shuffle: torch.Generator
+) -> dict[str, Any]:
+    """What a run needs to go on as if never stopped: weights, optimizer, schedule and every random generator."""
+    device = next(model.parameters()).device
+    return {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "schedule": schedule.state_dict(),
+        "shuffle_rng": shuffle.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,  # dropout's on a GPU
+    }
+
+
+def restore(
+    path: Path,
+    config: dict[str, Any],
+    model: MLP,
+    optimizer: torch.optim.Optimizer,
+    schedule: Any,
+    shuffle: torch.Generator,
+) -> tuple[list[dict[str, Any]], float, int]:
+    """Load last.pt (a `training_state` and the run's progress) into the model, optimizer, schedule and random
+    generators; (history, best_val, epoch).
+
+    Read onto the CPU: generator states must be CPU tensors, and load_state_dict moves the rest to the model's
+    device. A run goes on on the kind of device it started on, whose generators it saved.
+    """
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state["config"]["model"] != config["model"]:
+        raise ConfigError(f"resume: {path} was trained with another model config")
+    saved, current = torch.device(state["config"]["device"]), torch.device(config["device"])
+    if saved.type != current.type:
+        raise ConfigError(
+            f"resume: {path} was trained on {saved.type} and this run is on {current.type}; "
+            f"resume it where {saved.type} is available, or start a new run"
+        )
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    schedule.load_state_dict(state["schedule"])
+    shuffle.set_state(state["shuffle_rng"])
+    torch.set_rng_state(state["torch_rng"])
+    if state.get("cuda_rng") is not None:
+        torch.cuda.set_rng_state(state["cuda_rng"], current)
+    return state["history"], state["best_val"], state["epoch"]
 
 
 @dataclass
@@ -259,13 +332,15 @@ def train(
     data = data or load_mnist(data_cfg, device)
     data = MNISTSplits(data.train.to(device), data.val.to(device), data.test.to(device))
     model = MLP(model_cfg).to(device)
-    optimizer = make_optimizer(model, cfg)
+    optimizer = make_optimizer(model, cfg, fused=device.type == "cuda")
     update_size = cfg.batch_size * cfg.grad_accum
     updates_per_epoch = 1 if cfg.dry_run else math.ceil(len(data.train) / update_size)
     epochs = 1 if cfg.dry_run else cfg.epochs
     schedule = make_schedule(optimizer, cfg, updates_per_epoch * epochs)
     loss_fn = make_loss(model_cfg, data_cfg.positive_digits)
-    shuffle = torch.Generator().manual_seed(cfg.seed)
+    # Shuffles and augmentation offsets are drawn where the images are: on a GPU no per-step copy from the host.
+    # On the CPU this is the generator it always was, so a seed gives the weights it gave before.
+    shuffle = torch.Generator(device=device).manual_seed(cfg.seed)
     use_amp = cfg.amp and device.type == "cuda"
     count_correct = lambda logits, y: correct_count(logits, y, data_cfg.positive_digits)  # noqa: E731
 
@@ -280,23 +355,16 @@ def train(
     history: list[dict[str, Any]] = []
     best_val, start_epoch = -1.0, 0
     if resume and (run_dir / "last.pt").exists():
-        state = torch.load(run_dir / "last.pt", map_location=device, weights_only=True)
-        if state["config"]["model"] != config["model"]:
-            raise ConfigError(f"resume: {run_dir}/last.pt was trained with another model config")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        shuffle.set_state(state["shuffle_rng"])
-        torch.set_rng_state(state["torch_rng"])
-        history, best_val, start_epoch = state["history"], state["best_val"], state["epoch"]
+        history, best_val, start_epoch = restore(run_dir / "last.pt", config, model, optimizer, schedule, shuffle)
         log.info("resumed %s after epoch %d", run_dir, start_epoch)
-    best_checkpoint = BestCheckpoint(run_dir / "best.pt", best_val)
     atomic_write_json(run_dir / "config.json", config)
     log.info("training %s: %s, %d parameters on %s", cfg.name, model_cfg, config["parameters"], device)
 
+    best_checkpoint = BestCheckpoint(run_dir / "best.pt", best_val)
+    last_save = time.perf_counter()  # a run shorter than SAVE_EVERY_S writes its files once, after its last epoch
     for epoch in range(start_epoch + 1, epochs + 1):
         t0 = time.perf_counter()
-        order = torch.randperm(len(data.train), generator=shuffle).to(device)
+        order = torch.randperm(len(data.train), generator=shuffle, device=device)
         # summed on the device and read once, after the epoch: a read per step was a host sync per step
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         correct = torch.zeros((), dtype=torch.int64, device=device)
@@ -320,7 +388,7 @@ def train(
         record = {
             "epoch": epoch,
             "train_loss": train_loss / seen,
-            "train_accuracy": train_correct / seen,  # in training mode (dropout on, augmented), as the epoch went
+            "train_accuracy": train_correct / seen,  # in training mode (dropout on, augmented), as it went
             "val_loss": val["loss"],
             "val_accuracy": val["accuracy"],
             "dead_relu_fraction": dead_unit_fraction(model, data.val.x),
@@ -329,7 +397,7 @@ def train(
         }
         history.append(record)
         log.info(
-            "epoch %d: train loss %.4f acc %.4f | val loss %.4f acc %.4f | dead relu %s | %.1fs",
+            "epoch %d: train loss %.4f acc %.4f | val loss %.4f acc %.4f | dead relu %s | %.2fs",
             epoch,
             record["train_loss"],
             record["train_accuracy"],
@@ -339,25 +407,18 @@ def train(
             epoch_seconds,
         )
         best_checkpoint.offer(
-            val["accuracy"], lambda: {"model": model.state_dict(), "config": config, "epoch": epoch, "metrics": record}
+            val["accuracy"],
+            lambda: {"model": model.state_dict(), "config": config, "epoch": epoch, "metrics": record},
         )
-        save_checkpoint(
-            run_dir / "last.pt",
-            {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "schedule": schedule.state_dict(),
-                "shuffle_rng": shuffle.get_state(),
-                "torch_rng": torch.get_rng_state(),
-                "history": history,
-                "best_val": best_checkpoint.best_accuracy,
-                "epoch": epoch,
-                "config": config,
-            },
-        )
-        atomic_write_json(run_dir / "metrics.json", history)
-        if not cfg.dry_run:
-            plot_curves(history, run_dir / "curves.png", f"{cfg.name}: {config['parameters']:,} parameters")
+        stopping = epoch == epochs or (stop_after_epoch is not None and epoch >= stop_after_epoch)
+        if stopping or time.perf_counter() - last_save >= SAVE_EVERY_S:  # an interrupted run resumes from here
+            best_checkpoint.save()
+            progress = {"history": history, "best_val": best_checkpoint.best_accuracy, "epoch": epoch, "config": config}
+            save_checkpoint(run_dir / "last.pt", training_state(model, optimizer, schedule, shuffle) | progress)
+            atomic_write_json(run_dir / "metrics.json", history)
+            if not cfg.dry_run:
+                plot_curves(history, run_dir / "curves.png", f"{cfg.name}: {config['parameters']:,} parameters")
+            last_save = time.perf_counter()
         if stop_after_epoch is not None and epoch >= stop_after_epoch:
             return RunResult(run_dir, model, history, {})
 

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 
 from training.data import DataConfig, MNISTSplits, Split
+from training.errors import ConfigError
 from training.model import MLP, ModelConfig
 from training.presets import PRESETS
 from training.train import (
@@ -17,6 +18,7 @@ from training.train import (
     build_parser,
     configs_from_args,
     correct_count,
+    cpu_snapshot,
     evaluate,
     main,
     make_loss,
@@ -150,6 +152,8 @@ def test_best_checkpoint_keeps_the_epoch_with_the_best_validation_accuracy(tmp_p
     best = BestCheckpoint(tmp_path / "best.pt")
     written = [best.offer(acc, lambda e=epoch: {"epoch": e}) for epoch, acc in enumerate([0.5, 0.7, 0.6, 0.7, 0.2], 1)]
     assert written == [True, True, False, False, False]  # a tie keeps the earlier epoch
+    assert not (tmp_path / "best.pt").exists()  # kept in memory until the run's next save
+    best.save()
     assert torch.load(tmp_path / "best.pt", weights_only=True)["epoch"] == 2
     assert best.best_accuracy == 0.7
 
@@ -157,6 +161,7 @@ def test_best_checkpoint_keeps_the_epoch_with_the_best_validation_accuracy(tmp_p
 def test_a_resumed_run_keeps_its_best_accuracy(tmp_path: Path) -> None:
     best = BestCheckpoint(tmp_path / "best.pt", best_accuracy=0.9)
     assert not best.offer(0.8, lambda: {"epoch": 3})
+    best.save()
     assert not (tmp_path / "best.pt").exists()
 
 
@@ -234,3 +239,58 @@ def test_a_run_on_cuda_trains_and_checkpoints(tmp_path: Path, synthetic_splits: 
     assert result.summary["device"].startswith("cuda")
     assert len(result.history) == 2
     assert torch.load(result.run_dir / "best.pt", weights_only=True)["epoch"] in (1, 2)
+
+
+def test_resume_refuses_a_checkpoint_from_another_kind_of_device(tmp_path: Path, synthetic_splits: MNISTSplits) -> None:
+    cfg = tiny_run(tmp_path, synthetic_splits, "moved", epochs=2)
+    model_cfg = ModelConfig(hidden=(8,))
+    train(model_cfg, cfg, DataConfig(), data=synthetic_splits, stop_after_epoch=1)
+    last = tmp_path / "moved" / "last.pt"
+    state = torch.load(last, weights_only=True)
+    state["config"]["device"] = "cuda"  # as a GPU run's checkpoint says; its generator states are CUDA ones
+    torch.save(state, last)
+    with pytest.raises(ConfigError, match="trained on cuda and this run is on cpu"):
+        train(model_cfg, cfg, DataConfig(), data=synthetic_splits, resume=True)
+
+
+@pytest.mark.parametrize(("every_s", "draws"), [(1e9, [3]), (0.0, [1, 2, 3])])
+def test_the_run_files_are_written_at_most_every_few_seconds_and_after_the_last_epoch(
+    tmp_path: Path, synthetic_splits: MNISTSplits, monkeypatch: pytest.MonkeyPatch, every_s: float, draws: list[int]
+) -> None:
+    drawn: list[int] = []
+    monkeypatch.setattr("training.train.SAVE_EVERY_S", every_s)
+    monkeypatch.setattr("training.train.plot_curves", lambda history, path, title: drawn.append(len(history)))
+    cfg = tiny_run(tmp_path, synthetic_splits, f"plots-{every_s}", epochs=3)
+    result = train(ModelConfig(hidden=(8,)), cfg, DataConfig(), data=synthetic_splits)
+    assert drawn == draws
+    assert torch.load(result.run_dir / "last.pt", weights_only=True)["epoch"] == 3
+
+
+def test_a_checkpoint_snapshot_is_not_changed_by_later_training_steps() -> None:
+    weights = torch.zeros(3)
+    state = {"model": {"w": weights}, "history": [{"epoch": 1}], "rng": (weights, 7)}
+    snapshot = cpu_snapshot(state)
+    weights.add_(1.0)  # what the next optimizer step does to a live parameter
+    assert torch.equal(snapshot["model"]["w"], torch.zeros(3))
+    assert torch.equal(snapshot["rng"][0], torch.zeros(3))
+    assert snapshot["rng"][1] == 7
+    assert snapshot["history"] == [{"epoch": 1}]
+
+
+def test_a_run_folder_is_complete_when_train_returns(tmp_path: Path, synthetic_splits: MNISTSplits) -> None:
+    cfg = tiny_run(tmp_path, synthetic_splits, "complete", epochs=2)
+    result = train(ModelConfig(hidden=(8,)), cfg, DataConfig(), data=synthetic_splits)
+    assert len(json.loads((result.run_dir / "metrics.json").read_text())) == 2
+    assert torch.load(result.run_dir / "last.pt", weights_only=True)["epoch"] == 2
+    assert (result.run_dir / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(result.run_dir.glob(".*.tmp"))  # no half-written file left behind
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA: needs an NVIDIA GPU and a CUDA build of torch")
+def test_a_run_on_cuda_resumes_with_its_device_generators(tmp_path: Path, synthetic_splits: MNISTSplits) -> None:
+    cfg = tiny_run(tmp_path, synthetic_splits, "cuda-resume", epochs=2, device="cuda", augment_shift=2)
+    model_cfg = ModelConfig(hidden=(16,), dropout=0.1)
+    train(model_cfg, cfg, DataConfig(), data=synthetic_splits, stop_after_epoch=1)
+    resumed = train(model_cfg, cfg, DataConfig(), data=synthetic_splits, resume=True)
+    assert [h["epoch"] for h in resumed.history] == [1, 2]
