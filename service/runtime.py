@@ -30,6 +30,7 @@ DEFAULT_MODELS_DIR = str(Path(__file__).resolve().parents[1] / "models")
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # a folder of models_dir, never a path out of it
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
+CPU_AGREEMENT_TOLERANCE = 1e-5  # as export's parity gate: CUDA answers should be the CPU's answers
 
 
 class ModelLoadError(RuntimeError):
@@ -54,6 +55,10 @@ class RuntimeConfig:
     intra_op_threads: int = 1  # ORT threads per inference call; the HTTP server needs the other cores
     spinning: bool = False  # ORT's busy-wait between ops burns a core the HTTP server needs
     warmup_rows: int = 64  # rows of the dummy batch run before the service reports ready
+    # TF32 matrix products on the GPU (ONNX Runtime turns them on by default): faster on large matrices, but
+    # probabilities then differ from the CPU's by up to ~1e-3 (9.4e-4 measured on an H100, issue 10). Off, the
+    # CUDA provider computes in float32 like the CPU; this MLP is too small for TF32 to matter to its speed.
+    cuda_tf32: bool = False
 
     def __post_init__(self) -> None:
         if not MODEL_NAME.fullmatch(self.model):
@@ -117,6 +122,30 @@ def sigmoid(logits: np.ndarray) -> np.ndarray:
     return 0.5 * (np.tanh(0.5 * logits) + 1.0)  # overflow-free form of 1 / (1 + exp(-x))
 
 
+def cuda_provider_options(config: RuntimeConfig) -> dict[str, str]:
+    """ONNX Runtime's CUDA provider options, as strings (what ORT's option parser takes).
+
+    Left at ORT's defaults, on purpose: the BFC arena growing by powers of two (the model needs a few MB per
+    batch), copies on the default stream, no IO binding (inputs arrive in host memory and answers leave in it,
+    so binding only moves the same copies) and no CUDA graphs (ORT replays a graph only for one fixed input
+    shape; batches here vary in size).
+    """
+    return {
+        "device_id": "0",
+        "cudnn_conv_algo_search": "HEURISTIC",  # no exhaustive search at start-up: the graph has no convolutions
+        "use_tf32": "1" if config.cuda_tf32 else "0",
+    }
+
+
+def probe_pixels(rows: int = 256, seed: int = 0) -> np.ndarray:
+    """Deterministic (rows, 784) float32 pixels in [0, 1], half of them 0 as in a digit: inputs to compare
+    two execution providers on."""
+    rng = np.random.default_rng(seed)
+    pixels = rng.random((rows, INPUT_WIDTH), dtype=np.float32)
+    pixels[rng.random((rows, INPUT_WIDTH)) < 0.5] = 0.0
+    return pixels
+
+
 @dataclass
 class Predictions:
     probabilities: np.ndarray  # (N, k) float32
@@ -144,6 +173,8 @@ class ModelRuntime:
         self.input_name = self.metadata.input.name
         self.output_name = self.metadata.output.name
         self.warmup()
+        # max |probability difference| from ONNX Runtime on the CPU, checked at start on CUDA; 0 on the CPU
+        self.cpu_difference = self.difference_from_cpu() if self.provider != CPU else 0.0
         self.startup_seconds = time.perf_counter() - started
         log.info(
             "pid %d serving %s version %s on %s (startup %.2fs)",
@@ -180,7 +211,7 @@ class ModelRuntime:
                     ort.preload_dlls()
                 except Exception as exc:  # noqa: BLE001 - a failed preload only means ORT searches the system paths
                     log.warning("onnxruntime.preload_dlls() failed: %s", exc)
-            providers = [(CUDA, {"device_id": 0, "cudnn_conv_algo_search": "HEURISTIC"}), CPU]
+            providers = [(CUDA, cuda_provider_options(self.config)), CPU]
         try:
             session = ort.InferenceSession(str(self.model_dir / "model.onnx"), options, providers=providers)
         except Exception as exc:  # ORT raises its own exception types for corrupt graphs
@@ -194,6 +225,26 @@ class ModelRuntime:
                 )
             log.warning("CUDA execution provider unavailable; ONNX Runtime fell back to %s", in_use)
         return session
+
+    def difference_from_cpu(self, pixels: np.ndarray | None = None) -> float:
+        """Largest |probability difference| between this session and ONNX Runtime on the CPU over `pixels`
+        (default: `probe_pixels()`); warns past CPU_AGREEMENT_TOLERANCE, naming the setting that explains it."""
+        import onnxruntime as ort
+
+        pixels = probe_pixels() if pixels is None else pixels
+        cpu = ort.InferenceSession(str(self.model_dir / "model.onnx"), providers=[CPU])
+        cpu_logits = cpu.run([self.output_name], {self.input_name: pixels})[0]
+        mine, theirs = self.predict(pixels), self.probabilities(cpu_logits, self.default_activation)
+        difference = float(np.abs(mine.probabilities - theirs.probabilities).max())
+        if difference > CPU_AGREEMENT_TOLERANCE:
+            log.warning(
+                "%s answers differ from the CPU's by up to %.2g (tolerance %g)%s",
+                self.provider,
+                difference,
+                CPU_AGREEMENT_TOLERANCE,
+                "; MNIST_CUDA_TF32=1 trades this precision for speed" if self.config.cuda_tf32 else "",
+            )
+        return difference
 
     def _check_signature(self) -> None:
         """The graph's input and output must be what the metadata promises."""

@@ -162,6 +162,9 @@ class ModelInfo(BaseModel):
     test_accuracy: float | None
     metrics: dict[str, Any]
     execution_provider: str
+    # max |probability difference| from ONNX Runtime on the CPU, measured at start when serving on CUDA
+    # (0 on the CPU, the reference); export's parity gate and the start-up check both allow 1e-5
+    cpu_difference: float
     batching: BatchingInfo
     limits: dict[str, int]
     startup_seconds: float

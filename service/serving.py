@@ -46,6 +46,7 @@ class Serving:
             test_accuracy=meta.metrics.get("test_accuracy"),
             metrics=meta.metrics,
             execution_provider=runtime.provider,
+            cpu_difference=runtime.cpu_difference,
             batching=BatchingInfo(
                 enabled=batching.enabled,
                 max_batch_size=batching.max_batch_size,

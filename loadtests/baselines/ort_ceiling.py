@@ -40,9 +40,11 @@ def ceiling(
     threads: int = 1,
     device: str | None = None,
     seconds: float = 2.0,
+    cuda_tf32: bool = False,
 ) -> list[dict[str, float | str]]:
     """One row per batch size, each naming the execution provider ONNX Runtime actually used."""
-    runtime = ModelRuntime(RuntimeConfig(model=model, device=device or server_device(), intra_op_threads=threads))
+    config = RuntimeConfig(model=model, device=device or server_device(), intra_op_threads=threads, cuda_tf32=cuda_tf32)
+    runtime = ModelRuntime(config)
     return [{**measure(runtime, b, seconds), "provider": runtime.provider} for b in batch_sizes]
 
 

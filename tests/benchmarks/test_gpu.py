@@ -45,3 +45,20 @@ def test_the_workers_table_states_scaling_against_its_target() -> None:
     table = gpu.workers_section({2: {**run, "requests_per_s": 1000}, 4: {**run, "requests_per_s": 1700}})
     assert "| 4 | 1700 | 1.70x (target >= 1.6x) |" in table
     assert "| workers | requests/s | vs 2 workers |" in table
+
+
+def test_the_onnx_runtime_table_sets_tf32_off_and_on_beside_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fake_ceiling(batches: list[int], device: str, cuda_tf32: bool = False) -> list[dict]:
+        us = {"cpu": 100.0, "cuda": 20.0 if cuda_tf32 else 30.0}[device]
+        provider = "CPUExecutionProvider" if device == "cpu" else "CUDAExecutionProvider"
+        return [{"batch": b, "us_per_call": us, "images_per_s": b / us * 1e6, "provider": provider} for b in batches]
+
+    def fake_parity(cuda_tf32: bool = False) -> dict:
+        return {"images": 512, "max_abs_diff": 9.4e-4 if cuda_tf32 else 2e-7, "labels_differ": 0}
+
+    monkeypatch.setattr(gpu, "ceiling", fake_ceiling)
+    monkeypatch.setattr(gpu, "provider_parity", fake_parity)
+    table = gpu.onnx_runtime_section()
+    assert "| 256 | 30 | 8533333 | 20 | 100 | 2560000 |" in table
+    assert "Parity with TF32 off, over the 512 sample images: max |probability difference| 2.00e-07" in table
+    assert "Parity with TF32 on, over the 512 sample images: max |probability difference| 9.40e-04" in table
