@@ -31,6 +31,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from . import compat
 from .doors import Doors, classify_upload
+from .gcpauses import watch_gc_pauses
 from .guard import RequestGuard
 from .logs import configure_logging
 from .predictor import RequestBatch, ResponseBatch
@@ -117,6 +118,7 @@ def build_service(settings: ServiceSettings):  # noqa: ANN201, C901 - a bentoml.
             # collections from walking them mid-request: p99 at 64 users fell from ~160 ms to ~120 ms.
             gc.collect()
             gc.freeze()
+            watch_gc_pauses()
 
         # async: ORT's call is short (~15 us per image), so it runs on the event loop without a thread hop.
         @bentoml.api(**batched)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gc
 import io
 import json
 import re
@@ -112,8 +113,8 @@ def test_metadata_reports_the_runtime_in_use(client: TestClient, default_runtime
     }
 
 
-def histogram_count(client: TestClient, name: str) -> float:
-    pattern = rf'^{name}_bucket{{[^}}]*le="\+Inf"[^}}]*}} (\S+)$'
+def histogram_count(client: TestClient, name: str, label: str = "") -> float:
+    pattern = rf'^{name}_bucket{{[^}}]*{re.escape(label)}[^}}]*le="\+Inf"[^}}]*}} (\S+)$'
     return sum(float(n) for n in re.findall(pattern, client.get("/metrics").text, re.MULTILINE))
 
 
@@ -205,3 +206,9 @@ def test_the_middleware_stack_is_what_the_doors_assume(client: TestClient) -> No
     assert names.index("RunnerTrafficMetricsMiddleware") < names.index("Doors")
     assert any(m.cls is CancellingTimeoutMiddleware for m in client.app.user_middleware)
     assert "TimeoutMiddleware" not in names  # BentoML's own, with the timer leak
+
+
+def test_metrics_time_the_garbage_collectors_pauses(client: TestClient) -> None:
+    before = histogram_count(client, "mnist_gc_pause_seconds", 'generation="2"')
+    gc.collect()
+    assert histogram_count(client, "mnist_gc_pause_seconds", 'generation="2"') >= before + 1
