@@ -129,6 +129,39 @@ def histogram_diff(before: dict[str, float], after: dict[str, float]) -> dict[st
     return out
 
 
+GC_PAUSE = re.compile(r"^mnist_gc_pause_seconds_(count|sum|bucket)\{([^}]*)\} (\S+)$")
+
+
+def gc_pauses(metrics_text: str) -> dict[str, dict[str, float]]:
+    """The service's garbage-collection pauses so far, summed over workers, per generation:
+    {generation: {"collections", "seconds", "over_10ms"}} (from `mnist_gc_pause_seconds`)."""
+    totals: dict[str, dict[str, float]] = {}
+    for line in metrics_text.splitlines():
+        match = GC_PAUSE.match(line)
+        if match is None:
+            continue
+        kind, labels, value = match.groups()
+        generation = re.search(r'generation="(\d)"', labels).group(1)
+        entry = totals.setdefault(generation, {"collections": 0.0, "seconds": 0.0, "over_10ms": 0.0})
+        if kind == "count":
+            entry["collections"] += float(value)
+            entry["over_10ms"] += float(value)
+        elif kind == "sum":
+            entry["seconds"] += float(value)
+        elif 'le="0.01"' in labels:
+            entry["over_10ms"] -= float(value)
+    return totals
+
+
+def gc_pause_diff(before: dict[str, dict[str, float]], after: dict[str, dict[str, float]]) -> dict[str, dict]:
+    """Pauses between two `gc_pauses` scrapes: {generation: {"collections", "seconds", "over_10ms"}}."""
+    zero = {"collections": 0.0, "seconds": 0.0, "over_10ms": 0.0}
+    return {
+        generation: {key: round(value - before.get(generation, zero)[key], 6) for key, value in totals.items()}
+        for generation, totals in sorted(after.items())
+    }
+
+
 def cpu_seconds(pid: int | None) -> float:
     """User + system CPU seconds of a process and its children."""
     if pid is None:
@@ -188,7 +221,8 @@ def locust_once(cfg: RunConfig, host: str, users: int, out: Path, server_pid: in
     """One headless Locust run; returns its summary with server/load CPU use and the batch histogram."""
     prefix = out / f"locust_{users}u"
     commands = locust_commands(cfg, host, users, prefix, free_port())
-    metrics_before = batch_histogram(scrape(host))
+    metrics_text = scrape(host)
+    metrics_before, pauses_before = batch_histogram(metrics_text), gc_pauses(metrics_text)
     server_cpu_before = cpu_seconds(server_pid)
     started = time.perf_counter()
     logs = [Path(f"{prefix}.log")] + [Path(f"{prefix}.worker{i}.log") for i in range(1, len(commands))]
@@ -211,13 +245,15 @@ def locust_once(cfg: RunConfig, host: str, users: int, out: Path, server_pid: in
     wall = time.perf_counter() - started
     summary = read_locust_csv(prefix, cfg.scenario)
     log_text = "".join(path.read_text() for path in logs)
+    metrics_text = scrape(host)
     summary |= {
         "users": users,
         "server_cpu_percent": 100 * (cpu_seconds(server_pid) - server_cpu_before) / wall if server_pid else None,
         "locust_cpu_percent": 100 * sum(load_cpu.values()) / wall,
         "locust_processes": len(procs),
         "locust_cpu_warning": "CPU usage above" in log_text or "CPU usage was too high" in log_text,
-        "batch_sizes": histogram_diff(metrics_before, batch_histogram(scrape(host))),
+        "batch_sizes": histogram_diff(metrics_before, batch_histogram(metrics_text)),
+        "gc_pauses": gc_pause_diff(pauses_before, gc_pauses(metrics_text)),
         "locust_exit_code": procs[0].returncode,
     }
     return summary
@@ -282,7 +318,10 @@ def run(cfg: RunConfig) -> dict:
         open_loop = []
         for rate in cfg.open_loop:
             loop_cfg = LoadConfig(host=host, scenario=cfg.scenario, rate=rate, duration=cfg.duration, warmup=2)
-            open_loop.append({"rate": rate, **run_asyncload(loop_cfg)})
+            pauses_before = gc_pauses(scrape(host))
+            result = run_asyncload(loop_cfg)
+            pauses = gc_pause_diff(pauses_before, gc_pauses(scrape(host)))
+            open_loop.append({"rate": rate, **result, "gc_pauses": pauses})
     summary = {
         "config": asdict(cfg),
         "host": host,
@@ -300,7 +339,12 @@ def run(cfg: RunConfig) -> dict:
             f"locust CPU {r['locust_cpu_percent']:.0f}%{' (SATURATED)' if r['locust_cpu_warning'] else ''}"
         )
     for r in open_loop:
-        print(f"open loop {r['rate']:.0f}/s: p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, {r['failures']}")
+        full = r["gc_pauses"].get("2", {})
+        print(
+            f"open loop {r['rate']:.0f}/s: p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, {r['failures']}; "
+            f"full collections {full.get('collections', 0):.0f} ({1000 * full.get('seconds', 0):.0f} ms in all, "
+            f"{full.get('over_10ms', 0):.0f} over 10 ms)"
+        )
     print(f"report: {out}")
     if cfg.record:
         record(cfg, results, open_loop, out)

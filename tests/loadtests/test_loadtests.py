@@ -13,7 +13,17 @@ import pytest
 from loadtests.asyncload import LoadConfig
 from loadtests.asyncload import run as run_asyncload
 from loadtests.payloads import Payloads, build_requests, check_response, load_sample
-from loadtests.run import RunConfig, batch_histogram, cpu_list, histogram_diff, images_in, locust_commands, locust_once
+from loadtests.run import (
+    RunConfig,
+    batch_histogram,
+    cpu_list,
+    gc_pause_diff,
+    gc_pauses,
+    histogram_diff,
+    images_in,
+    locust_commands,
+    locust_once,
+)
 from loadtests.server import running_service
 from tests.conftest import REPO
 
@@ -43,6 +53,29 @@ def test_check_response_counts_a_wrong_answer_as_a_failure() -> None:
     not_normalised = {"activation": "softmax", "predictions": [{"label": "3", "probabilities": [0.5] * 10}]}
     assert check_response(not_normalised, request) == "softmax probabilities do not sum to 1"
     assert check_response({"predictions": []}, request) == "expected 1 predictions"
+
+
+def pause_metrics(worker: str, full: int, full_within_10ms: int, seconds: float) -> str:
+    labels = f'generation="2",worker="{worker}"'
+    return "\n".join(
+        [
+            f'mnist_gc_pause_seconds_bucket{{{labels},le="0.01"}} {full_within_10ms}.0',
+            f'mnist_gc_pause_seconds_bucket{{{labels},le="+Inf"}} {full}.0',
+            f"mnist_gc_pause_seconds_count{{{labels}}} {full}.0",
+            f"mnist_gc_pause_seconds_sum{{{labels}}} {seconds}",
+            f'mnist_gc_pause_seconds_count{{generation="0",worker="{worker}"}} 100.0',
+        ]
+    )
+
+
+def test_gc_pauses_are_summed_over_workers_and_diffed_between_scrapes() -> None:
+    before = gc_pauses(pause_metrics("1", 2, 2, 0.004) + "\n" + pause_metrics("2", 1, 1, 0.002))
+    after = gc_pauses(pause_metrics("1", 5, 3, 0.090) + "\n" + pause_metrics("2", 2, 2, 0.003))
+    assert after["2"] == {"collections": 7.0, "seconds": 0.093, "over_10ms": 2.0}
+    diff = gc_pause_diff(before, after)
+    assert diff["2"] == {"collections": 4.0, "seconds": 0.087, "over_10ms": 2.0}
+    assert diff["0"]["collections"] == 0.0
+    assert gc_pauses("") == {}  # the FastAPI baseline has no /metrics
 
 
 def test_batch_histogram_diff() -> None:
