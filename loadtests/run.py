@@ -100,18 +100,26 @@ def locust_commands(cfg: RunConfig, host: str, users: int, prefix: Path, port: i
     return [pinned([*master, user_class], cpus[0]), *workers]
 
 
-def batch_histogram(metrics_text: str) -> dict[str, float]:
-    """Cumulative adaptive-batch-size buckets summed over endpoints and workers: {le: count}.
-
-    The fast path's batcher reports `mnist_adaptive_batch_size`, BentoML's own route (MNIST_FAST_PATH=0)
-    `bentoml_service_adaptive_batch_size`; both count requests per ONNX Runtime call.
-    """
+def cumulative_buckets(metrics_text: str, names: tuple[str, ...]) -> dict[str, float]:
+    """Cumulative buckets of the histograms `names`, summed over endpoints and workers: {le: count}."""
     buckets: dict[str, float] = {}
+    prefixes = tuple(f"{name}_bucket" for name in names)
     for line in metrics_text.splitlines():
-        if line.startswith(("mnist_adaptive_batch_size_bucket", "bentoml_service_adaptive_batch_size_bucket")):
+        if line.startswith(prefixes):
             le = re.search(r'le="([^"]+)"', line).group(1)
             buckets[le] = buckets.get(le, 0.0) + float(line.rsplit(" ", 1)[1])
     return buckets
+
+
+def batch_histogram(metrics_text: str) -> dict[str, float]:
+    """Requests per ONNX Runtime call: the fast path's batcher reports `mnist_adaptive_batch_size`, BentoML's
+    own route (MNIST_FAST_PATH=0) `bentoml_service_adaptive_batch_size`."""
+    return cumulative_buckets(metrics_text, ("mnist_adaptive_batch_size", "bentoml_service_adaptive_batch_size"))
+
+
+def batch_time_histogram(metrics_text: str) -> dict[str, float]:
+    """Seconds per batch in the predictor core (`mnist_batch_seconds`): where a stalling model shows."""
+    return cumulative_buckets(metrics_text, ("mnist_batch_seconds",))
 
 
 def histogram_diff(before: dict[str, float], after: dict[str, float]) -> dict[str, int]:
@@ -223,6 +231,7 @@ def locust_once(cfg: RunConfig, host: str, users: int, out: Path, server_pid: in
     commands = locust_commands(cfg, host, users, prefix, free_port())
     metrics_text = scrape(host)
     metrics_before, pauses_before = batch_histogram(metrics_text), gc_pauses(metrics_text)
+    times_before = batch_time_histogram(metrics_text)
     server_cpu_before = cpu_seconds(server_pid)
     started = time.perf_counter()
     logs = [Path(f"{prefix}.log")] + [Path(f"{prefix}.worker{i}.log") for i in range(1, len(commands))]
@@ -253,6 +262,7 @@ def locust_once(cfg: RunConfig, host: str, users: int, out: Path, server_pid: in
         "locust_processes": len(procs),
         "locust_cpu_warning": "CPU usage above" in log_text or "CPU usage was too high" in log_text,
         "batch_sizes": histogram_diff(metrics_before, batch_histogram(metrics_text)),
+        "batch_seconds": histogram_diff(times_before, batch_time_histogram(metrics_text)),
         "gc_pauses": gc_pause_diff(pauses_before, gc_pauses(metrics_text)),
         "locust_exit_code": procs[0].returncode,
     }
@@ -318,10 +328,15 @@ def run(cfg: RunConfig) -> dict:
         open_loop = []
         for rate in cfg.open_loop:
             loop_cfg = LoadConfig(host=host, scenario=cfg.scenario, rate=rate, duration=cfg.duration, warmup=2)
-            pauses_before = gc_pauses(scrape(host))
+            before = scrape(host)
             result = run_asyncload(loop_cfg)
-            pauses = gc_pause_diff(pauses_before, gc_pauses(scrape(host)))
-            open_loop.append({"rate": rate, **result, "gc_pauses": pauses})
+            after = scrape(host)
+            server_side = {
+                "batch_sizes": histogram_diff(batch_histogram(before), batch_histogram(after)),
+                "batch_seconds": histogram_diff(batch_time_histogram(before), batch_time_histogram(after)),
+                "gc_pauses": gc_pause_diff(gc_pauses(before), gc_pauses(after)),
+            }
+            open_loop.append({"rate": rate, **result, **server_side})
     summary = {
         "config": asdict(cfg),
         "host": host,

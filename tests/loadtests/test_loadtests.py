@@ -16,6 +16,7 @@ from loadtests.payloads import Payloads, build_requests, check_response, load_sa
 from loadtests.run import (
     RunConfig,
     batch_histogram,
+    batch_time_histogram,
     cpu_list,
     gc_pause_diff,
     gc_pauses,
@@ -76,6 +77,18 @@ def test_gc_pauses_are_summed_over_workers_and_diffed_between_scrapes() -> None:
     assert diff["2"] == {"collections": 4.0, "seconds": 0.087, "over_10ms": 2.0}
     assert diff["0"]["collections"] == 0.0
     assert gc_pauses("") == {}  # the FastAPI baseline has no /metrics
+
+
+def test_batch_times_are_read_apart_from_batch_sizes() -> None:
+    text = "\n".join(
+        [
+            'mnist_batch_seconds_bucket{le="0.0001"} 5.0',
+            'mnist_batch_seconds_bucket{le="+Inf"} 7.0',
+            'mnist_adaptive_batch_size_bucket{le="1.0"} 9.0',
+        ]
+    )
+    assert batch_time_histogram(text) == {"0.0001": 5.0, "+Inf": 7.0}
+    assert batch_histogram(text) == {"1.0": 9.0}
 
 
 def test_batch_histogram_diff() -> None:

@@ -125,6 +125,7 @@ def test_metrics_name_the_provider_in_use_and_count_batches(client: TestClient, 
     text = client.get("/metrics").text
     assert re.search(rf'mnist_model_info\{{.*provider="{default_runtime.provider}".*\}} 1\.0', text)
     assert histogram_count(client, "mnist_adaptive_batch_size") == before + 3  # one call each: sent one by one
+    assert histogram_count(client, "mnist_batch_seconds") == before + 3  # and each call is timed
 
 
 @pytest.mark.parametrize(("case", "payload", "message"), BAD_JSON, ids=[c[0] for c in BAD_JSON])
