@@ -62,3 +62,24 @@ def test_the_onnx_runtime_table_sets_tf32_off_and_on_beside_the_cpu(monkeypatch:
     assert "| 256 | 30 | 8533333 | 20 | 100 | 2560000 |" in table
     assert "Parity with TF32 off, over the 512 sample images: max |probability difference| 2.00e-07" in table
     assert "Parity with TF32 on, over the 512 sample images: max |probability difference| 9.40e-04" in table
+
+
+def test_the_open_loop_runs_at_fractions_of_one_workers_capacity() -> None:
+    cfg = gpu.open_loop_config(3000, duration=20)
+    assert cfg.open_loop == [750, 1500, 2250]
+    assert cfg.env == {"MNIST_REQUIRE_GPU": "1"}
+    assert (cfg.server_cpus, cfg.load_cpus) == ("0", "1")
+
+
+def test_the_open_loop_table_sets_the_servers_evidence_beside_the_latency() -> None:
+    run = {
+        "rate": 1500.0,
+        "p50_ms": 2.0,
+        "p99_ms": 96.0,
+        "batch_sizes": {"<=1.0": 900, "<=2.0": 100},
+        "batch_seconds": {"<=0.0001": 990, "<=0.05": 10},
+        "gc_pauses": {"2": {"collections": 3.0, "seconds": 0.04, "over_10ms": 1.0}},
+    }
+    table = gpu.open_loop_section([run])
+    assert "| 1500 | 2.0 | 96.0 | 1000 | <=0.05 s: 10 | 3 (40 ms, 1 over 10 ms) |" in table
+    assert gpu.slowest_bucket({}) == "none"
