@@ -98,3 +98,21 @@ print("ok")
 """
     done = subprocess.run([sys.executable, "-c", check], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+@pytest.mark.parametrize(("max_batch_size", "max_images", "largest"), [(16, 8, 16), (4, 32, 32)])
+def test_a_worker_warms_its_model_up_to_the_largest_call_it_can_make(
+    max_batch_size: int, max_images: int, largest: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from service.runtime import ModelRuntime
+    from service.serving import Serving
+
+    calls: list[int] = []
+    original = ModelRuntime.logits
+    monkeypatch.setattr(
+        ModelRuntime, "logits", lambda self, pixels: calls.append(len(pixels)) or original(self, pixels)
+    )
+    settings = app_settings(batching=Batching(max_batch_size=max_batch_size), limits=Limits(max_images=max_images))
+    serving = Serving.start(settings, {})
+    assert serving.runtime.config.warmup_rows == largest
+    assert calls[:3] == [1, largest, largest]  # before the worker reports ready
