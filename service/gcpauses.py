@@ -1,23 +1,31 @@
 """Garbage-collector pauses as a Prometheus histogram (`mnist_gc_pause_seconds{generation}`).
 
 A collection stops the event loop, every request in it included. In `python -m benchmarks.batcher` (the
-batcher alone, at the same loads) p99 was 1.6-2.3 ms with the collector off and 33-65 ms in 5 of 12 runs
-with it on, whatever the model's cost: pauses are the first suspect when the tail is far above what the model
-and the batcher take (issue 10's 96 ms on a GPU). With this histogram on /metrics, an operator reads them
-beside the latency instead of guessing.
+batcher alone, same loads and settings) p99 was 1.6-3.2 ms with the collector off and 35-61 ms in 4 of 12
+settings with it on, whatever the model's cost (docs/benchmarks.md): pauses are the first suspect when the
+tail is far above what the model and the batcher take (issue 10's 96 ms on a GPU). With this histogram on
+/metrics an operator reads them beside the latency instead of guessing.
+
+The collector's callback runs wherever a collection starts, inside prometheus_client too, whose multiprocess
+values write under a lock that is not reentrant: observing from the callback deadlocked a worker (the test
+suite hung on it). So the callback only notes (generation, seconds) in a deque, and a daemon thread hands
+them to the histogram once a second, from outside any collection.
 """
 
 from __future__ import annotations
 
+import collections
 import functools
 import gc
+import os
+import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import bentoml
 
 BUCKETS = (0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+FLUSH_EVERY_S = 1.0
 
 
 @functools.cache
@@ -32,25 +40,44 @@ def pause_histogram():  # noqa: ANN201 - a prometheus_client Histogram
 
 
 class PauseTimer:
-    """A `gc.callbacks` entry: times each collection and hands (generation, seconds) to `observe`."""
+    """A `gc.callbacks` entry that times each collection and only notes it: no lock, no call into a library."""
 
-    def __init__(self, observe: Callable[[int, float], None]) -> None:
-        self.observe = observe
+    def __init__(self) -> None:
+        self.pending: collections.deque[tuple[int, float]] = collections.deque(maxlen=100_000)
+        self.flushing_pid = 0  # the process whose thread drains `pending`
         self._started = 0.0
 
     def __call__(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
             self._started = time.perf_counter()
         else:
-            self.observe(info["generation"], time.perf_counter() - self._started)
+            self.pending.append((info["generation"], time.perf_counter() - self._started))
+
+    def drain(self) -> list[tuple[int, float]]:
+        """The pauses noted since the last drain, oldest first."""
+        drained = []
+        while self.pending:
+            drained.append(self.pending.popleft())
+        return drained
 
 
 def watch_gc_pauses() -> PauseTimer:
-    """Record every collection's pause in `pause_histogram()`, once per process however often called."""
-    for callback in gc.callbacks:
-        if isinstance(callback, PauseTimer):
-            return callback
-    children = [pause_histogram().labels(generation=str(g)) for g in range(3)]  # bound once: no lookup per pause
-    timer = PauseTimer(lambda generation, seconds: children[generation].observe(seconds))
-    gc.callbacks.append(timer)
+    """Time every collection into `pause_histogram()` (within FLUSH_EVERY_S), once per process however often
+    called; a forked child, which inherits the callback but not the thread, gets a thread of its own."""
+    timer = next((c for c in gc.callbacks if isinstance(c, PauseTimer)), None)
+    if timer is None:
+        timer = PauseTimer()
+        gc.callbacks.append(timer)
+    if timer.flushing_pid != os.getpid():
+        timer.flushing_pid = os.getpid()
+        threading.Thread(target=flush_forever, args=(timer,), name="gc-pause-metrics", daemon=True).start()
     return timer
+
+
+def flush_forever(timer: PauseTimer) -> None:
+    """Hand the noted pauses to the histogram every FLUSH_EVERY_S, from this thread, never from a callback."""
+    children = [pause_histogram().labels(generation=str(g)) for g in range(3)]  # bound once: no lookup per pause
+    while True:
+        time.sleep(FLUSH_EVERY_S)
+        for generation, seconds in timer.drain():
+            children[generation].observe(seconds)

@@ -193,7 +193,7 @@ def roc_auc(model: MLP, split: Split, positive_digits: tuple[int, ...]) -> float
 
 
 def plot_curves(history: list[dict[str, Any]], path: Path, title: str) -> None:
-    """Loss and accuracy per epoch into a PNG; matplotlib's Figure API without pyplot, so any thread may draw."""
+    """Loss and accuracy per epoch into a PNG, with matplotlib's Figure API (no pyplot state to set up or close)."""
     from matplotlib.figure import Figure
 
     epochs = [h["epoch"] for h in history]
