@@ -1,7 +1,8 @@
-"""The GPU picture in one command: training on the GPU, ONNX Runtime CUDA vs CPU per call and their parity,
-the service's load with 1, 2, 4 and 8 workers sharing the GPU, and an open loop at 25/50/75% of one worker's
-capacity with the server's batch times and collector pauses beside it. Each part writes its section of
-docs/benchmarks.md with the machine, the provider and the commit.
+"""The GPU picture in one command: training on the GPU, ONNX Runtime CUDA vs CPU per call (TF32 off and on)
+and their parity, the service's load with 1, 2, 4 and 8 workers sharing the GPU and the device memory they
+take, and an open loop at 25/50/75% of one worker's capacity with the server's batch times and collector
+pauses beside it. Each part writes its section of docs/benchmarks.md with the machine, the provider and the
+commit.
 
     python -m benchmarks.gpu                       # on a machine with one NVIDIA GPU
     python -m benchmarks.gpu --skip-training       # ONNX Runtime and load only
@@ -18,13 +19,16 @@ import argparse
 import os
 import subprocess
 import sys
+import time
 
+import httpx
 import numpy as np
 
 from loadtests.baselines.ort_ceiling import ceiling
 from loadtests.payloads import load_sample
 from loadtests.run import RunConfig
 from loadtests.run import run as run_load
+from loadtests.targets import TARGETS
 from service.runtime import CUDA, ModelRuntime, RuntimeConfig, cuda_driver_present
 
 from .report import update_section
@@ -130,6 +134,47 @@ def workers_section(results: dict[int, dict]) -> str:
     )
 
 
+def gpu_memory_used_mib() -> int:
+    """Device memory in use on GPU 0, all processes (nvidia-smi): a worker's share is the rise it causes."""
+    query = ["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits", "--id=0"]
+    return int(subprocess.run(query, capture_output=True, text=True, check=True).stdout.split()[0])
+
+
+def loaded_workers(metrics_text: str) -> int:
+    """Workers that have loaded their model: one `mnist_model_info` series per worker process (its pid label)."""
+    return sum(line.startswith("mnist_model_info{") for line in metrics_text.splitlines())
+
+
+def worker_memory(workers: int, timeout_s: float = 120.0) -> dict[str, float]:
+    """GPU memory the service takes with `workers` workers, each with its own CUDA session, once all are loaded.
+
+    Measured as the device's memory in use before the start and after every worker reported its model,
+    because container PIDs seldom match the ones nvidia-smi lists per process."""
+    before = gpu_memory_used_mib()
+    env = {"MNIST_WORKERS": str(workers), "MNIST_REQUIRE_GPU": "1"}
+    with TARGETS["service"].start(f"0-{workers - 1}", env) as server:
+        deadline = time.monotonic() + timeout_s
+        while loaded_workers(httpx.get(f"{server.url}/metrics", timeout=10).text) < workers:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{workers} workers did not all load their model in {timeout_s:.0f} s")
+            time.sleep(1.0)
+        total = gpu_memory_used_mib() - before
+    return {"workers": workers, "total_mib": total, "per_worker_mib": total / workers}
+
+
+def memory_section(rows: list[dict[str, float]]) -> str:
+    lines = [f"| {r['workers']} | {r['total_mib']:.0f} | {r['per_worker_mib']:.0f} |" for r in rows]
+    return "\n".join(
+        [
+            "## GPU: device memory with several workers (each its own CUDA session)",
+            "",
+            "| workers | MiB in all | MiB per worker |",
+            "|---|---|---|",
+            *lines,
+        ]
+    )
+
+
 def open_loop_config(capacity: float, duration: int) -> RunConfig:
     """One worker on the GPU (server on core 0, load on core 1 as in issue 10), then fixed arrival rates at a
     quarter, half and three quarters of `capacity` (requests/s of one worker, closed loop)."""
@@ -193,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_load:
         results = {w: run_load(load_config(w, args.duration))["runs"][0] for w in args.workers}
         update_section("gpu-workers", workers_section(results), command.strip())
+        memory = [worker_memory(w) for w in args.workers]
+        update_section("gpu-memory", memory_section(memory), command.strip())
         one = results[1] if 1 in results else run_load(load_config(1, args.duration))["runs"][0]
         capacity = one["requests_per_s"]
         open_loop = run_load(open_loop_config(capacity, args.duration))["open_loop"]

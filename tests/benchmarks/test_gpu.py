@@ -83,3 +83,21 @@ def test_the_open_loop_table_sets_the_servers_evidence_beside_the_latency() -> N
     table = gpu.open_loop_section([run])
     assert "| 1500 | 2.0 | 96.0 | 1000 | <=0.05 s: 10 | 3 (40 ms, 1 over 10 ms) |" in table
     assert gpu.slowest_bucket({}) == "none"
+
+
+def test_a_worker_is_counted_once_it_reports_its_model() -> None:
+    metrics = "\n".join(
+        [
+            "# HELP mnist_model_info The served model",
+            'mnist_model_info{model="default",pid="101",provider="CUDAExecutionProvider",version="v"} 1.0',
+            'mnist_model_info{model="default",pid="102",provider="CUDAExecutionProvider",version="v"} 1.0',
+            'mnist_requests_shed_total{route="/predict"} 0.0',
+        ]
+    )
+    assert gpu.loaded_workers(metrics) == 2
+    assert gpu.loaded_workers("") == 0
+
+
+def test_the_memory_table_states_each_workers_share() -> None:
+    table = gpu.memory_section([{"workers": 4, "total_mib": 2048.0, "per_worker_mib": 512.0}])
+    assert "| 4 | 2048 | 512 |" in table
