@@ -20,7 +20,8 @@ def built_bento(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
     env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true"}
     bentoml = str(Path(sys.executable).parent / "bentoml")
     subprocess.run([bentoml, "build", "--output", "tag"], cwd=REPO, env=env, check=True, capture_output=True)
-    (bento_dir,) = (home / "bentos" / "mnist").glob("[!l]*")  # the one build, not the `latest` pointer file
+    # the one build, not the `latest` pointer file (a build's tag may start with "l" too: l6vglzxhi6kuuax4)
+    (bento_dir,) = [p for p in (home / "bentos" / "mnist").iterdir() if p.name != "latest"]
     return f"mnist:{bento_dir.name}", home
 
 
