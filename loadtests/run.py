@@ -24,7 +24,6 @@ import csv
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -38,7 +37,7 @@ import psutil
 
 from .asyncload import LoadConfig
 from .asyncload import run as run_asyncload
-from .server import free_port, pin_to
+from .server import free_port, pin_to, pinned
 from .targets import TARGETS
 
 USER_CLASSES = {"json-1": "JsonOneImageUser", "json-batch": "JsonBatchUser", "bytes-256": "BytesBatchUser"}
@@ -78,10 +77,6 @@ def cpu_list(spec: str | None) -> list[str]:
         elif part.strip():
             cpus.append(part.strip())
     return cpus
-
-
-def pinned(command: list[str], cpus: str | None) -> list[str]:
-    return ["taskset", "-c", cpus, *command] if cpus and shutil.which("taskset") else command
 
 
 def locust_commands(cfg: RunConfig, host: str, users: int, prefix: Path, port: int) -> list[list[str]]:
@@ -170,6 +165,15 @@ def gc_pause_diff(before: dict[str, dict[str, float]], after: dict[str, dict[str
     }
 
 
+def server_evidence(before: str, after: str) -> dict[str, dict]:
+    """What the server saw between two /metrics scrapes: batch sizes, batch times and collector pauses."""
+    return {
+        "batch_sizes": histogram_diff(batch_histogram(before), batch_histogram(after)),
+        "batch_seconds": histogram_diff(batch_time_histogram(before), batch_time_histogram(after)),
+        "gc_pauses": gc_pause_diff(gc_pauses(before), gc_pauses(after)),
+    }
+
+
 def cpu_seconds(pid: int | None) -> float:
     """User + system CPU seconds of a process and its children."""
     if pid is None:
@@ -229,9 +233,7 @@ def locust_once(cfg: RunConfig, host: str, users: int, out: Path, server_pid: in
     """One headless Locust run; returns its summary with server/load CPU use and the batch histogram."""
     prefix = out / f"locust_{users}u"
     commands = locust_commands(cfg, host, users, prefix, free_port())
-    metrics_text = scrape(host)
-    metrics_before, pauses_before = batch_histogram(metrics_text), gc_pauses(metrics_text)
-    times_before = batch_time_histogram(metrics_text)
+    metrics_before = scrape(host)
     server_cpu_before = cpu_seconds(server_pid)
     started = time.perf_counter()
     logs = [Path(f"{prefix}.log")] + [Path(f"{prefix}.worker{i}.log") for i in range(1, len(commands))]
@@ -254,16 +256,13 @@ def locust_once(cfg: RunConfig, host: str, users: int, out: Path, server_pid: in
     wall = time.perf_counter() - started
     summary = read_locust_csv(prefix, cfg.scenario)
     log_text = "".join(path.read_text() for path in logs)
-    metrics_text = scrape(host)
     summary |= {
         "users": users,
         "server_cpu_percent": 100 * (cpu_seconds(server_pid) - server_cpu_before) / wall if server_pid else None,
         "locust_cpu_percent": 100 * sum(load_cpu.values()) / wall,
         "locust_processes": len(procs),
         "locust_cpu_warning": "CPU usage above" in log_text or "CPU usage was too high" in log_text,
-        "batch_sizes": histogram_diff(metrics_before, batch_histogram(metrics_text)),
-        "batch_seconds": histogram_diff(times_before, batch_time_histogram(metrics_text)),
-        "gc_pauses": gc_pause_diff(pauses_before, gc_pauses(metrics_text)),
+        **server_evidence(metrics_before, scrape(host)),
         "locust_exit_code": procs[0].returncode,
     }
     return summary
@@ -330,13 +329,7 @@ def run(cfg: RunConfig) -> dict:
             loop_cfg = LoadConfig(host=host, scenario=cfg.scenario, rate=rate, duration=cfg.duration, warmup=2)
             before = scrape(host)
             result = run_asyncload(loop_cfg)
-            after = scrape(host)
-            server_side = {
-                "batch_sizes": histogram_diff(batch_histogram(before), batch_histogram(after)),
-                "batch_seconds": histogram_diff(batch_time_histogram(before), batch_time_histogram(after)),
-                "gc_pauses": gc_pause_diff(gc_pauses(before), gc_pauses(after)),
-            }
-            open_loop.append({"rate": rate, **result, **server_side})
+            open_loop.append({"rate": rate, **result, **server_evidence(before, scrape(host))})
     summary = {
         "config": asdict(cfg),
         "host": host,

@@ -24,6 +24,11 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
+def pinned(command: list[str], cpus: str | None) -> list[str]:
+    """`command` run on the given CPU list with taskset, where there is one; as it is otherwise."""
+    return ["taskset", "-c", cpus, *command] if cpus and shutil.which("taskset") else command
+
+
 def pin_to(cpus: str | None) -> None:
     """Run this process on the given CPU list ("1", "0,1"); None or a machine without affinity: anywhere."""
     if hasattr(os, "sched_setaffinity"):
@@ -78,8 +83,7 @@ def running_server(
     """Run `command` (default: the BentoML service) and yield once `ready_path` answers 200."""
     port = port or free_port()
     command = list(command or bentoml_command(port))
-    if cpus and shutil.which("taskset"):
-        command = ["taskset", "-c", cpus, *command]
+    command = pinned(command, cpus)
     url = f"http://127.0.0.1:{port}"
     # the log goes to a file: a pipe nobody reads fills up and blocks the server. Each server gets its own
     # BENTOML_HOME: a starting `bentoml serve` empties $BENTOML_HOME/prometheus_multiproc_dir, which would wipe
