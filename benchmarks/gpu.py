@@ -203,7 +203,8 @@ def open_loop_section(runs: list[dict]) -> str:
     for r in runs:
         full = r["gc_pauses"].get("2", {})
         rows.append(
-            f"| {r['rate']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {sum(r['batch_sizes'].values())} "
+            f"| {r['rate']:.0f} | {r['sent_per_s']:.0f} | {r['requests_per_s']:.0f} | {r['send_lag_p99_ms']:.1f} "
+            f"| {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {sum(r['batch_sizes'].values())} "
             f"| {slowest_bucket(r['batch_seconds'])} | {full.get('collections', 0):.0f} "
             f"({1000 * full.get('seconds', 0):.0f} ms, {full.get('over_10ms', 0):.0f} over 10 ms) |"
         )
@@ -211,8 +212,9 @@ def open_loop_section(runs: list[dict]) -> str:
         [
             "## GPU: open loop with one worker, and what the server saw meanwhile",
             "",
-            "| requests/s | p50 ms | p99 ms | batches | slowest batches | full collections |",
-            "|---|---|---|---|---|---|",
+            "| offered /s | sent /s | answered /s | send lag p99 ms | p50 ms | p99 ms | batches | slowest batches "
+            "| full collections |",
+            "|---|---|---|---|---|---|---|---|---|",
             *rows,
         ]
     )

@@ -7,6 +7,11 @@ Why beside Locust: Locust is closed-loop, so when the server saturates its users
 queueing delay never shows (coordinated omission), and it reports whole milliseconds. The open loop here
 sends on a fixed schedule whether or not earlier requests have returned, and times each request from
 the moment it was *due*, so a stalled server shows up as latency. Latencies are kept in microseconds.
+
+What an open loop reports of its own rate: `offered_per_s` (the rate asked for), `sent_per_s` (the rate its
+sends actually left at: below the offered rate when this client cannot keep up), `send_lag_*` (how late they
+left) and `requests_per_s` (answers received over the time from the first measured send to the last answer).
+Every answer is checked, its digits against their true labels included: `accuracy` is the share right.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .payloads import Payloads, check_answer
+from .payloads import Payloads, check_response, read_answer, right_digits
 
 
 @dataclass(frozen=True)
@@ -47,10 +52,17 @@ class LoadResult:
     wall: float = 0.0
     dropped: int = 0  # open loop: sends skipped because max_in_flight was reached
     send_lag_us: list[float] = field(default_factory=list)  # open loop: how late each send left (client saturation)
-    ok: int = 0  # 200 and a right-shaped, self-consistent answer
+    offered_per_s: float | None = None  # open loop: the rate asked for
+    sent: int = 0  # open loop: requests that left in the measured window (dropped ones not included)
+    last_send: float = 0.0  # open loop: perf_counter() when the last of them left
+    send_seconds: float = 0.0  # open loop: from the window's start to the last send, at least the window's length
+    ok: int = 0  # 200 and a right-shaped, self-consistent answer, right about its digits
+    digits: int = 0  # images in readable answers whose true label is known
+    right: int = 0  # of those, labelled as their true digit
 
-    def summary(self) -> dict[str, float | int | dict]:
+    def summary(self) -> dict[str, float | int | dict | None]:
         lat = np.array(self.latencies_us) / 1000.0 if self.latencies_us else np.array([np.nan])
+        lag = np.array(self.send_lag_us) / 1000.0 if self.send_lag_us else np.array([0.0])
         return {
             "requests": sum(self.statuses.values()),
             "requests_per_s": sum(self.statuses.values()) / self.wall if self.wall else 0.0,
@@ -61,7 +73,13 @@ class LoadResult:
             "dropped": self.dropped,
             **{f"p{q}_ms": float(np.percentile(lat, q)) for q in (50, 90, 95, 99)},
             "max_ms": float(lat.max()),
-            "send_lag_p99_ms": float(np.percentile(self.send_lag_us, 99)) / 1000 if self.send_lag_us else 0.0,
+            "offered_per_s": self.offered_per_s,
+            "sent_per_s": self.sent / self.send_seconds if self.send_seconds else None,
+            "send_lag_p50_ms": float(np.percentile(lag, 50)),
+            "send_lag_p99_ms": float(np.percentile(lag, 99)),
+            "send_lag_max_ms": float(lag.max()),
+            "accuracy": self.right / self.digits if self.digits else None,
+            "wrong_digits": self.digits - self.right,
             "mean_ms": float(lat.mean()),
             "wall_s": self.wall,
         }
@@ -71,6 +89,11 @@ async def _send(session, cfg: LoadConfig, payloads: Payloads, result: LoadResult
     import aiohttp
 
     request = payloads.next()
+    if result is not None and result.offered_per_s is not None:  # open loop: when the request really leaves
+        left = time.perf_counter()  # not when its task was made: a busy client runs its tasks late
+        result.send_lag_us.append((left - due) * 1e6)
+        result.sent += 1
+        result.last_send = max(result.last_send, left)
     try:
         async with session.post(cfg.host + request.path, **request.kwargs) as resp:
             body = await resp.read()
@@ -90,7 +113,11 @@ async def _send(session, cfg: LoadConfig, payloads: Payloads, result: LoadResult
     if status != 200:
         result.failures[f"HTTP {status}"] += 1
         return
-    problem = check_answer(body, response_headers, request)
+    answer = read_answer(body, response_headers)
+    problem = answer if isinstance(answer, str) else check_response(answer, request)
+    if not isinstance(answer, str) and request.digits:
+        result.digits += len(request.digits)
+        result.right += right_digits(answer, request)
     if problem:
         result.failures[problem] += 1
     else:
@@ -124,7 +151,7 @@ async def _closed_loop(session, cfg: LoadConfig, payloads: Payloads) -> LoadResu
 
 
 async def _open_loop(session, cfg: LoadConfig, payloads: Payloads) -> LoadResult:  # noqa: ANN001
-    result = LoadResult()
+    result = LoadResult(offered_per_s=cfg.rate)
     interval = 1.0 / cfg.rate
     start = time.perf_counter()
     measure_from = start + cfg.warmup
@@ -135,8 +162,6 @@ async def _open_loop(session, cfg: LoadConfig, payloads: Payloads) -> LoadResult
         delay = due - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        if due >= measure_from:
-            result.send_lag_us.append((time.perf_counter() - due) * 1e6)
         if len(in_flight) >= cfg.max_in_flight:
             result.dropped += due >= measure_from
             continue
@@ -144,7 +169,9 @@ async def _open_loop(session, cfg: LoadConfig, payloads: Payloads) -> LoadResult
         in_flight.add(task)
         task.add_done_callback(in_flight.discard)
     await asyncio.gather(*in_flight)
-    result.wall = cfg.duration
+    result.wall = time.perf_counter() - measure_from  # to the last answer: the answers' rate, not the offered one
+    # on time, the last send leaves one interval before the window's end: the window's length is the floor
+    result.send_seconds = max(result.last_send - measure_from, cfg.duration)
     return result
 
 

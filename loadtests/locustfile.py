@@ -1,4 +1,6 @@
-"""Locust scenarios against the service; every response is checked, and a wrong answer is a failure.
+"""Locust scenarios against the service; every response is checked, and a wrong answer is a failure: one that is
+malformed or inconsistent, or that labels more of its digits wrongly than payloads.WRONG_ALLOWED (none of 1-9).
+At the end each Locust process logs its accuracy: the share of digits answered with their true label.
 
     locust -f loadtests/locustfile.py --config loadtests/locust.conf JsonOneImageUser
     locust -f loadtests/locustfile.py --config loadtests/locust.conf BytesBatchUser --host http://127.0.0.1:3000
@@ -12,9 +14,20 @@ Bodies are real MNIST test digits from loadtests/data/mnist_sample.npz, encoded 
 
 from __future__ import annotations
 
-from locust import FastHttpUser, task
+import logging
 
-from loadtests.payloads import Payloads, Request, check_answer
+from locust import FastHttpUser, events, task
+
+from loadtests.payloads import Payloads, Request, check_response, read_answer, right_digits
+
+DIGITS = {"answered": 0, "right": 0}  # this process's digits with a true label, and those answered right
+
+
+@events.test_stop.add_listener
+def log_accuracy(**_kwargs: object) -> None:
+    answered, right = DIGITS["answered"], DIGITS["right"]
+    share = f"{right / answered:.4f}" if answered else "n/a"
+    logging.getLogger("loadtests").info("accuracy: %s (%d of %d digits right)", share, right, answered)
 
 
 class CheckedUser(FastHttpUser):
@@ -35,7 +48,11 @@ class CheckedUser(FastHttpUser):
             if resp.status_code != 200:
                 resp.failure(f"HTTP {resp.status_code}: {resp.text[:200]}")
                 return
-            problem = check_answer(resp.content, resp.headers, request)
+            answer = read_answer(resp.content, resp.headers)
+            problem = answer if isinstance(answer, str) else check_response(answer, request)
+            if not isinstance(answer, str) and request.digits:
+                DIGITS["answered"] += len(request.digits)
+                DIGITS["right"] += right_digits(answer, request)
             if problem:
                 resp.failure(problem)
             else:

@@ -349,7 +349,9 @@ def run(cfg: RunConfig) -> dict:
     for r in open_loop:
         full = r["gc_pauses"].get("2", {})
         print(
-            f"open loop {r['rate']:.0f}/s: p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, {r['failures']}; "
+            f"open loop offered {r['rate']:.0f}/s, sent {r['sent_per_s']:.0f}/s (send lag p99 "
+            f"{r['send_lag_p99_ms']:.1f} ms), answered {r['requests_per_s']:.0f}/s: p50 {r['p50_ms']:.1f} ms, "
+            f"p99 {r['p99_ms']:.1f} ms, {r['failures']}, accuracy {r['accuracy']}; "
             f"full collections {full.get('collections', 0):.0f} ({1000 * full.get('seconds', 0):.0f} ms in all, "
             f"{full.get('over_10ms', 0):.0f} over 10 ms)"
         )
@@ -380,9 +382,15 @@ def record(cfg: RunConfig, results: list[dict], open_loop: list[dict], out: Path
         ),
     ]
     if open_loop:
-        lines += ["", "| open-loop rate | p50 | p99 | failed |", "|---|---|---|---|"]
         lines += [
-            f"| {r['rate']:.0f}/s | {r['p50_ms']:.1f} ms | {r['p99_ms']:.1f} ms | {sum(r['failures'].values())} |"
+            "",
+            "| offered | sent | answered | send lag p99 | p50 | p99 | failed |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['rate']:.0f}/s | {r['sent_per_s']:.0f}/s | {r['requests_per_s']:.0f}/s | "
+            f"{r['send_lag_p99_ms']:.1f} ms | {r['p50_ms']:.1f} ms | {r['p99_ms']:.1f} ms | "
+            f"{sum(r['failures'].values())} |"
             for r in open_loop
         ]
     lines += ["", f"![{name}](img/{image.name})"]

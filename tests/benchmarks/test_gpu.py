@@ -20,13 +20,28 @@ def test_without_a_gpu_it_says_why_and_measures_nothing(
     assert list(tmp_path.iterdir()) == []
 
 
-def test_on_this_machine_the_verdict_matches_the_driver() -> None:
-    from service.runtime import cuda_driver_present
+@pytest.mark.parametrize(
+    ("driver", "torch_cuda", "providers", "reason"),
+    [
+        (False, True, ["CUDAExecutionProvider"], "no NVIDIA driver"),
+        (True, False, ["CUDAExecutionProvider"], "sees no CUDA device"),
+        (True, True, ["CPUExecutionProvider"], "ONNX Runtime has no CUDA provider"),
+        (True, True, ["CUDAExecutionProvider", "CPUExecutionProvider"], None),
+    ],
+)
+def test_the_verdict_names_the_first_missing_piece(
+    monkeypatch: pytest.MonkeyPatch, driver: bool, torch_cuda: bool, providers: list[str], reason: str | None
+) -> None:
+    """Each of the driver, torch's CUDA and ONNX Runtime's CUDA provider is needed, and the one missing is named;
+    faked, so the check runs the same on a machine with a GPU and on one without."""
+    import onnxruntime as ort
+    import torch
 
-    reason = gpu.missing_gpu()
-    assert (reason is None) <= cuda_driver_present()  # no driver: never "a GPU is here"
-    if not cuda_driver_present():
-        assert "driver" in reason
+    monkeypatch.setattr(gpu, "cuda_driver_present", lambda: driver)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: torch_cuda)
+    monkeypatch.setattr(ort, "get_available_providers", lambda: providers)
+    verdict = gpu.missing_gpu()
+    assert verdict is None if reason is None else reason in verdict
 
 
 def test_each_load_run_pins_as_many_locust_workers_as_server_workers(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -74,6 +89,9 @@ def test_the_open_loop_runs_at_fractions_of_one_workers_capacity() -> None:
 def test_the_open_loop_table_sets_the_servers_evidence_beside_the_latency() -> None:
     run = {
         "rate": 1500.0,
+        "sent_per_s": 1480.0,
+        "requests_per_s": 1470.0,
+        "send_lag_p99_ms": 3.25,
         "p50_ms": 2.0,
         "p99_ms": 96.0,
         "batch_sizes": {"<=1.0": 900, "<=2.0": 100},
@@ -81,7 +99,8 @@ def test_the_open_loop_table_sets_the_servers_evidence_beside_the_latency() -> N
         "gc_pauses": {"2": {"collections": 3.0, "seconds": 0.04, "over_10ms": 1.0}},
     }
     table = gpu.open_loop_section([run])
-    assert "| 1500 | 2.0 | 96.0 | 1000 | <=0.05 s: 10 | 3 (40 ms, 1 over 10 ms) |" in table
+    assert "| 1500 | 1480 | 1470 | 3.2 | 2.0 | 96.0 | 1000 | <=0.05 s: 10 | 3 (40 ms, 1 over 10 ms) |" in table
+    assert "| offered /s | sent /s | answered /s | send lag p99 ms |" in table  # the rate asked for, apart
     assert gpu.slowest_bucket({}) == "none"
 
 

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -12,7 +14,7 @@ import pytest
 
 from loadtests.asyncload import LoadConfig
 from loadtests.asyncload import run as run_asyncload
-from loadtests.payloads import Payloads, build_requests, check_response, load_sample
+from loadtests.payloads import Payloads, Request, build_requests, check_response, label_is_right, load_sample
 from loadtests.run import (
     RunConfig,
     batch_histogram,
@@ -44,16 +46,55 @@ def test_payload_pools_cover_every_scenario() -> None:
         build_requests("xml-3", images)
 
 
+def one_hot(digit: int) -> list[float]:
+    return [float(d == digit) for d in range(10)]
+
+
+def answer(labels: list[int]) -> dict:
+    """A right-shaped, self-consistent softmax answer labelling each image as `labels` says."""
+    return {"activation": "softmax", "predictions": [{"label": str(d), "probabilities": one_hot(d)} for d in labels]}
+
+
 def test_check_response_counts_a_wrong_answer_as_a_failure() -> None:
     request = Payloads.load("json-1").next()
-    one_hot_3 = [0.0] * 3 + [1.0] + [0.0] * 6
-    good = {"activation": "softmax", "predictions": [{"label": "3", "probabilities": one_hot_3}]}
-    assert check_response(good, request) is None
-    wrong_label = {"activation": "softmax", "predictions": [{"label": "4", "probabilities": one_hot_3}]}
-    assert check_response(wrong_label, request) == "label is not the most probable class"
-    not_normalised = {"activation": "softmax", "predictions": [{"label": "3", "probabilities": [0.5] * 10}]}
+    (digit,) = request.digits
+    assert digit == load_sample()[1][0]  # the request carries its image's true label
+    assert check_response(answer([digit]), request) is None
+    other = (digit + 1) % 10
+    assert check_response(answer([other]), request) == "wrong digits: 1 of 1"  # self-consistent, but wrong
+    inconsistent = {"activation": "softmax", "predictions": [{"label": str(other), "probabilities": one_hot(digit)}]}
+    assert check_response(inconsistent, request) == "label is not the most probable class"
+    not_normalised = {"activation": "softmax", "predictions": [{"label": str(digit), "probabilities": [0.5] * 10}]}
     assert check_response(not_normalised, request) == "softmax probabilities do not sum to 1"
     assert check_response({"predictions": []}, request) == "expected 1 predictions"
+
+
+def test_a_server_answering_one_digit_for_every_image_fails_every_scenario() -> None:
+    images, digits = load_sample()
+    for scenario in ("json-1", "json-16", "bytes-256", "v2-256", "image"):
+        requests = build_requests(scenario, images, digits=digits)
+        assert all(len(r.digits) == r.images for r in requests), scenario
+        failed = [check_response(answer([0] * r.images), r) for r in requests]
+        zeros = sum(r.digits == (0,) for r in requests)  # a one-image request of a real 0 is answered right
+        assert sum(f is not None for f in failed) == len(requests) - zeros, scenario
+        assert all(check_response(answer(list(r.digits)), r) is None for r in requests), scenario
+
+
+def test_a_request_may_have_the_wrong_digits_a_model_at_the_export_floor_would_have() -> None:
+    truth = tuple(int(d) for d in load_sample()[1][:256])
+    request = Request("/predict_bytes", b"", "application/json", 256, truth)
+    for wrong, verdict in ((13, None), (14, "wrong digits: 14 of 256")):  # 5% of 256 is 12.8: 13 allowed
+        labels = [(d + 1) % 10 if i < wrong else d for i, d in enumerate(truth)]
+        assert check_response(answer(labels), request) == verdict
+
+
+@pytest.mark.parametrize(
+    ("label", "digit", "right"),
+    [("7", 7, True), ("1", 7, False), ("0/1/2", 2, True), ("0/1/2", 5, False), ("not 0/1/2", 5, True),
+     ("not 0/1/2", 0, False), (7, 7, False)],
+)  # fmt: skip
+def test_a_label_is_right_when_it_names_the_true_digit(label: object, digit: int, right: bool) -> None:
+    assert label_is_right(label, digit) is right
 
 
 def pause_metrics(worker: str, full: int, full_within_10ms: int, seconds: float) -> str:
@@ -131,27 +172,35 @@ def test_locust_smoke_load_has_no_failed_request(service_url: str, tmp_path: Pat
         assert int(total["Failure Count"]) == 0, user_class
 
 
+def assert_sent_at_the_offered_rate(summary: dict, rate: float) -> None:
+    """The rate the sends left at, measured, within 5% of the rate asked for, and none of them late by more than
+    a shared machine's scheduling noise."""
+    assert summary["offered_per_s"] == rate
+    assert summary["sent_per_s"] == pytest.approx(rate, rel=0.05)
+    assert summary["send_lag_p99_ms"] < 50
+
+
 @pytest.mark.slow
 def test_open_loop_client_sends_at_the_fixed_rate(service_url: str) -> None:
     summary = run_asyncload(LoadConfig(host=service_url, rate=100, duration=3, warmup=0.5))
     assert summary["failures"] == {}
-    assert 270 <= summary["requests"] <= 300  # 100/s for 3 s, all answered
+    assert_sent_at_the_offered_rate(summary, 100)
+    assert summary["requests_per_s"] == pytest.approx(100, rel=0.1)  # answered as fast as sent
     assert summary["ok_requests"] == summary["requests"]  # every answer passed check_response
+    assert summary["accuracy"] == 1.0  # json-1's 64 digits are all ones the default model gets right
 
 
-@pytest.fixture
-def slow_stub() -> Iterator[str]:
-    """A server that answers every /predict with a right-shaped answer after 40 ms."""
+def serve_stub(answer_for: Callable[[bytes], dict], delay_s: float) -> Iterator[str]:
+    """A server that answers every /predict with `answer_for(body)` after `delay_s`."""
     import asyncio
     import threading
 
     from aiohttp import web
 
     async def predict(request: web.Request) -> web.Response:
-        await request.read()
-        await asyncio.sleep(0.040)
-        one_hot = [0.0] * 3 + [1.0] + [0.0] * 6
-        return web.json_response({"activation": "softmax", "predictions": [{"label": "3", "probabilities": one_hot}]})
+        body = await request.read()
+        await asyncio.sleep(delay_s)
+        return web.json_response(answer_for(body))
 
     loop = asyncio.new_event_loop()
     app = web.Application()
@@ -169,12 +218,55 @@ def slow_stub() -> Iterator[str]:
     thread.join(timeout=10)
 
 
+@pytest.fixture
+def slow_stub() -> Iterator[str]:
+    """A server that answers every json-1 body right (its digit, from the sample) after 40 ms."""
+    truth = {r.body: list(r.digits) for r in Payloads.load("json-1").requests}
+    yield from serve_stub(lambda body: answer(truth[body]), 0.040)
+
+
+@pytest.fixture
+def zero_stub() -> Iterator[str]:
+    """A server that answers "0", self-consistently, for every digit."""
+    yield from serve_stub(lambda body: answer([0] * len(json.loads(body)["images"])), 0.0)
+
+
 def test_open_loop_latency_is_the_servers_answer_time(slow_stub: str) -> None:
     summary = run_asyncload(LoadConfig(host=slow_stub, rate=50, duration=1.0, warmup=0.2))
     assert summary["failures"] == {}
     assert 45 <= summary["requests"] <= 50
+    assert_sent_at_the_offered_rate(summary, 50)
+    assert summary["accuracy"] == 1.0
     assert 40 <= summary["p50_ms"] <= summary["p99_ms"] <= summary["max_ms"]
     assert summary["p50_ms"] < 40 + 100  # 40 ms of server time, plus this machine's noise
+
+
+def test_a_server_answering_zero_for_every_digit_fails_the_load_test(zero_stub: str) -> None:
+    summary = run_asyncload(LoadConfig(host=zero_stub, rate=50, duration=1.0, warmup=0.2))
+    digits = load_sample()[1][:64]  # json-1's pool: the sample's first 64 digits, in turn
+    assert summary["failures"] == {"wrong digits: 1 of 1": summary["requests"] - summary["ok_requests"]}
+    assert summary["ok_requests"] < summary["requests"] / 2
+    assert 0.0 < summary["accuracy"] < 2 * float((digits == 0).mean()) + 0.1  # only the real zeros are right
+
+
+def test_an_open_loop_that_cannot_keep_up_reports_the_rate_it_sent_at(
+    slow_stub: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client that blocks its event loop for 20 ms per send cannot send 200 a second: its report says it sent
+    about 50 and was late, rather than the 200 asked for."""
+    import loadtests.asyncload as asyncload
+
+    send = asyncload._send  # noqa: SLF001 - the one place a send happens
+
+    async def blocking_send(*args: object) -> None:
+        time.sleep(0.020)
+        await send(*args)
+
+    monkeypatch.setattr(asyncload, "_send", blocking_send)
+    summary = run_asyncload(LoadConfig(host=slow_stub, rate=200, duration=1.0, warmup=0.0))
+    assert summary["offered_per_s"] == 200
+    assert summary["sent_per_s"] < 0.5 * 200
+    assert summary["send_lag_max_ms"] > 200
 
 
 def test_cpu_lists_are_split_into_single_cpus() -> None:
