@@ -29,3 +29,4 @@ def test_the_table_puts_the_model_beside_the_decoders() -> None:
     table = decoding.table(rows, model)
     assert "| v2 binary UINT8 (/v2/.../infer) | 256 | 200,866 | 103.8 | 0.41 |" in table
     assert "| model call, CPUExecutionProvider (1 thread) | 256 | | 2825.2 | 11.04 |" in table
+    assert "quoted from issue 10" in table  # the H100 figures are not this command's
