@@ -26,3 +26,17 @@ def test_nothing_is_measured_when_the_baseline_fails(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(known_bugs, "run_tier", lambda workdir: (1, "FAILED tests/a.py::test_flaky\n1 failed", 1.0))
     monkeypatch.setattr(known_bugs, "update_section", lambda *a, **k: pytest.fail("recorded a run with no baseline"))
     assert known_bugs.main(["--only", "3"]) == 2
+
+
+def test_the_planted_runs_leave_out_the_check_that_every_bug_plants(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In a copy with a bug planted, that bug's text is gone: the staleness check would 'catch' every bug."""
+    commands: list[list[str]] = []
+
+    def fake_run(command: list[str], **kwargs: object) -> object:
+        commands.append(command)
+        return type("Done", (), {"returncode": 0, "stdout": "1 passed"})()
+
+    monkeypatch.setattr(known_bugs.subprocess, "run", fake_run)
+    known_bugs.run_tier(known_bugs.REPO)
+    assert f"--ignore={known_bugs.SELF_TEST}" in commands[0]
+    assert (known_bugs.REPO / known_bugs.SELF_TEST).exists()
