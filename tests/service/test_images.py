@@ -85,7 +85,7 @@ def test_centring_by_mass_never_pushes_ink_off_the_canvas(rotation: int) -> None
     x = mnist_from_image(page.rotate(rotation)).reshape(28, 28)
     rows, cols = np.nonzero(x > 0.5)
     assert (rows.max() - rows.min() + 1, cols.max() - cols.min() + 1) == (20, 20)  # whole: nothing wrapped around
-    assert x.sum() == pytest.approx(mnist_from_image(page.rotate(rotation)).sum())
+    assert x.sum() == pytest.approx(mnist_from_image(page).sum(), rel=2e-3)  # all the ink of the upright glyph
 
 
 def test_transparent_png_is_composited_on_white() -> None:

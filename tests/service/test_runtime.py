@@ -137,10 +137,12 @@ def test_the_cuda_provider_computes_in_float32_unless_tf32_is_asked_for() -> Non
     assert all(isinstance(v, str) for v in cuda_provider_options(RuntimeConfig()).values())  # ORT's parser
 
 
-def test_a_runtime_on_the_cpu_is_its_own_reference(default_runtime: ModelRuntime) -> None:
-    if default_runtime.provider == "CPUExecutionProvider":
-        assert default_runtime.cpu_difference == 0.0
-    assert default_runtime.difference_from_cpu() <= CPU_AGREEMENT_TOLERANCE
+def test_a_runtime_on_the_cpu_is_its_own_reference() -> None:
+    """On the CPU the start-up check is skipped and cpu_difference reported as 0: what measuring would give."""
+    rt = runtime(device="cpu")
+    assert rt.provider == "CPUExecutionProvider"
+    assert rt.cpu_difference == 0.0
+    assert rt.difference_from_cpu() == 0.0  # measured: a second CPU session answers bit for bit the same
 
 
 def test_answers_that_drift_from_the_cpu_are_measured_and_warned_about(

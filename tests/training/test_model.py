@@ -85,9 +85,23 @@ def test_maxout_keeps_the_largest_piece_of_each_unit() -> None:
 
 
 def test_dropout_follows_every_hidden_layer_and_only_in_training() -> None:
-    model = MLP(ModelConfig(hidden=(32, 32), dropout=0.5))
-    x = torch.rand(4, 784)
+    torch.manual_seed(0)
+    model = MLP(ModelConfig(hidden=(32, 32, 32), activation="tanh", dropout=0.5))  # tanh: no unit outputs 0
+    x = torch.rand(64, 784)
     model.eval()
     assert torch.equal(model(x), model(x))
     model.train()
-    assert not torch.equal(model(x), model(x))
+    outputs: list[torch.Tensor] = []  # what each hidden layer made, then what the next module was given
+    given: list[torch.Tensor] = []
+    hooks = [layer.register_forward_hook(lambda _m, _i, out: outputs.append(out)) for layer in model.hidden]
+    nexts = [*model.hidden[1:], model.head]
+    hooks += [m.register_forward_pre_hook(lambda _m, args: given.append(args[0])) for m in nexts]
+    with torch.no_grad():
+        model(x)
+    for hook in hooks:
+        hook.remove()
+    assert len(outputs) == len(given) == 3
+    for i, (out, fed) in enumerate(zip(outputs, given, strict=True)):
+        dropped = fed == 0
+        assert 0.3 < dropped.float().mean() < 0.7, i  # about half of this layer's units dropped
+        torch.testing.assert_close(fed[~dropped], 2 * out[~dropped])  # the rest scaled by 1 / (1 - p)
