@@ -6,6 +6,7 @@ baselines), optionally pinned to given CPU cores with `taskset`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -93,7 +94,15 @@ def running_server(
         proc = subprocess.Popen(
             command,
             cwd=REPO,
-            env={**os.environ, "BENTOML_DO_NOT_TRACK": "true", "BENTOML_HOME": home, **(env or {})},
+            # No drain on SIGTERM (MNIST_DRAIN_S) unless asked for: no balancer stands in front of these servers,
+            # and each would take the drain's seconds to stop.
+            env={
+                "MNIST_DRAIN_S": "0",
+                **os.environ,
+                "BENTOML_DO_NOT_TRACK": "true",
+                "BENTOML_HOME": home,
+                **(env or {}),
+            },
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -102,7 +111,8 @@ def running_server(
             _wait_ready(url + ready_path, proc, log, timeout)
             yield Server(url, proc.pid, time.perf_counter() - started)
         finally:
-            os.killpg(proc.pid, 15)
+            with contextlib.suppress(ProcessLookupError):  # it may have been stopped already
+                os.killpg(proc.pid, 15)
             try:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:

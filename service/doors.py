@@ -5,10 +5,10 @@ MNIST_FAST_PATH=0, for the two JSON predict routes. What the doors add:
 
 - /predict, /predict_bytes: validated with the request models, batched by the fast path's adaptive batcher
   (service/fastpath.py) and shed with a fast 503 + Retry-After when its queue is full.
-- /predict_image: the multipart form parsed here with hard limits (one file named `image`, one optional
-  `activation`, nothing else). BentoML's own handling answered 500 to a misnamed field, a text field, a
-  form that is not multipart or a long file name, and fetched a text `image=http://...` as a URL from the
-  server; here no URL is ever fetched.
+- /predict_image: admitted (503 when the queue is full) and batched like the JSON routes; the multipart form
+  parsed here with hard limits (one file named `image`, one optional `activation`, nothing else). BentoML's
+  own handling answered 500 to a misnamed field, a text field, a form that is not multipart or a long file
+  name, and fetched a text `image=http://...` as a URL from the server; here no URL is ever fetched.
 - GET and POST /metadata (POST with no body or a JSON object, whose fields are ignored, as BentoML's route did).
 
 Every refusal is a service.errors.ClientError: one JSON body `{"error", "field"}` (the OpenAPI document's
@@ -21,6 +21,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 
+import numpy as np
 from anyio import to_thread
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
@@ -93,20 +94,27 @@ async def predict_json(serving: Serving, scope: Scope, body: bytes) -> bytes:
 
 
 async def predict_image(serving: Serving, scope: Scope, body: bytes) -> bytes:
-    data, activation = await read_upload(scope, body)
-    # Decoding a picture takes milliseconds of CPU: off the event loop, as BentoML ran its sync route.
-    response = await to_thread.run_sync(classify_upload, serving.predictor, data, activation)
-    return PredictResponse.__pydantic_serializer__.to_json(response)
+    """Admitted like every door (a flood of uploads is shed with 503), decoded, then batched with the rest."""
+    with serving.batcher.admitted("/predict_image"):
+        data, activation = await read_upload(scope, body)
+        # Decoding a picture takes milliseconds of CPU: off the event loop, as BentoML ran its sync route.
+        pixels = await to_thread.run_sync(upload_pixels, data)
+        return await serving.batcher.answer(PixelRequest.of(pixels, activation))
 
 
-def classify_upload(predictor, data: bytes, activation: str | None) -> PredictResponse:  # noqa: ANN001
+def upload_pixels(data: bytes) -> np.ndarray:
+    """An uploaded picture's bytes -> one (1, 784) row in MNIST's convention, or ClientError naming `image`."""
     try:
-        pixels = pixels_from_upload(data).reshape(1, INPUT_WIDTH)
+        return pixels_from_upload(data).reshape(1, INPUT_WIDTH)
     except InputError as exc:
         raise ClientError.from_input(exc) from None
     except MemoryError:
         raise ClientError(413, "image: too large to decode; send a smaller picture", "image") from None
-    return predictor.respond(pixels, activation)
+
+
+def classify_upload(predictor, data: bytes, activation: str | None) -> PredictResponse:  # noqa: ANN001
+    """The upload answered without the batcher: BentoML's own route for it (the OpenAPI page's signature)."""
+    return predictor.respond(upload_pixels(data), activation)
 
 
 async def read_upload(scope: Scope, body: bytes) -> tuple[bytes, str | None]:
@@ -163,13 +171,16 @@ async def open_inference(serving: Serving, scope: Scope, body: bytes) -> Answer:
         return json.dumps(v2.model_metadata(meta)).encode()
     if what != "infer":  # live, ready, model_ready: this code runs only once the service has started
         return b""
-    serving.batcher.admit("/v2/infer")
-    headers = dict(scope["headers"])
-    length = headers.get(v2.HEADER_LENGTH.encode())
-    inference = v2.parse_inference(
-        body, None if length is None else length.decode("latin-1"), meta.input.name, serving.settings.limits.max_images
-    )
-    response = await serving.batcher.predict(PixelRequest.of(inference.pixels, inference.activation))
+    with serving.batcher.admitted("/v2/infer"):
+        headers = dict(scope["headers"])
+        length = headers.get(v2.HEADER_LENGTH.encode())
+        inference = v2.parse_inference(
+            body,
+            None if length is None else length.decode("latin-1"),
+            meta.input.name,
+            serving.settings.limits.max_images,
+        )
+        response = await serving.batcher.predict(PixelRequest.of(inference.pixels, inference.activation))
     return v2.encode_response(response, inference, meta.name, meta.version)
 
 

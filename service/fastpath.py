@@ -12,10 +12,11 @@ MNIST_FAST_PATH=0 hands both routes back to BentoML's API layer.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Protocol
 
 import bentoml
@@ -64,6 +65,18 @@ def batch_seconds_histogram() -> Histogram:
     )
 
 
+@functools.cache
+def queue_wait_histogram() -> Histogram:
+    """The signal that means busy, as Triton's queue time: how long each request waited for its batch to start.
+    Every door that runs the model goes through `FastPredictor.predict`, so this counts them all; autoscalers
+    scale on its per-pod mean (deploy/k8s). With batching off a request never waits: 0 is recorded."""
+    return bentoml.metrics.Histogram(
+        name="mnist_queue_wait_seconds",
+        documentation="Time a request waited in the adaptive batcher's queue before its batch ran, every door",
+        buckets=[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, math.inf],
+    )
+
+
 class BatchPredictor(Protocol):
     """What the fast path needs of the core (service.predictor.Predictor)."""
 
@@ -92,33 +105,43 @@ class FastPredictor:
             )(self._run_batch)
 
     async def _run_batch(self, requests: Sequence[PixelRequest]) -> list[PredictResponse]:
-        batch_size_histogram().observe(len(requests))
-        batch, _ = RequestContainer.batches_to_batch(requests)
         started = time.perf_counter()
+        batch_size_histogram().observe(len(requests))
+        waited = queue_wait_histogram()
+        for request in requests:
+            waited.observe(started - request.queued_at)
+        batch, _ = RequestContainer.batches_to_batch(requests)
         responses = self.predictor.predict_batch(batch).responses
         batch_seconds_histogram().observe(time.perf_counter() - started)
         return responses
 
     @property
     def queued(self) -> int:
-        """Requests waiting for, or in, an ONNX Runtime call of the batcher."""
+        """Requests admitted and not yet answered: being decoded, waiting for, or in, an ONNX Runtime call."""
         return self._queued
 
-    def admit(self, route: str) -> None:
-        """Refuse at once (503 + Retry-After) when the queue is full: a request admitted past it would only
-        wait longer than the latency budget, and its wait would slow every request behind it."""
+    @contextlib.contextmanager
+    def admitted(self, route: str) -> Iterator[None]:
+        """Every door's admission, before it parses anything (shedding must cost less than serving): refused at
+        once (503 + Retry-After) when MNIST_MAX_QUEUE requests are already admitted, since one more would only
+        wait past the latency budget and slow every request behind it; counted until answered otherwise."""
         if self._queued >= self.batching.max_queue:
             shed_counter().labels(route=route).inc()
             raise overloaded(f"{self._queued} requests are queued (MNIST_MAX_QUEUE={self.batching.max_queue})")
+        self._queued += 1
+        try:
+            yield
+        finally:
+            self._queued -= 1
 
     async def respond(self, route: str, body: bytes) -> bytes:
         """A request body -> the JSON body of its 200, or ClientError: 503 when full, 400 naming the field."""
-        self.admit(route)  # before parsing anything: shedding must cost less than serving
-        try:
-            request = self.routes[route].model_validate_json(body)
-        except ValidationError as exc:
-            raise ClientError.from_validation(exc) from None
-        return await self.answer(request)
+        with self.admitted(route):
+            try:
+                request = self.routes[route].model_validate_json(body)
+            except ValidationError as exc:
+                raise ClientError.from_validation(exc) from None
+            return await self.answer(request)
 
     async def answer(self, request: PixelRequest) -> bytes:
         """A validated request -> the JSON body of its 200 (or ClientError 503 when the batcher dropped it)."""
@@ -127,13 +150,11 @@ class FastPredictor:
     async def predict(self, request: PixelRequest) -> PredictResponse:
         """A validated request -> its response, through the batcher (ClientError 503 when it dropped it)."""
         if self._infer is None:
+            queue_wait_histogram().observe(0.0)
             response = self.predictor.respond(request.pixels, request.activation)
         else:
-            self._queued += 1
-            try:
-                response = await self._infer(request)
-            finally:
-                self._queued -= 1
+            request.mark_queued()
+            response = await self._infer(request)
             if response is _OVERLOADED:
                 raise overloaded(f"the request waited past the batching budget of {self.batching.max_latency_ms} ms")
         return response

@@ -7,6 +7,8 @@
   `body_timeout_s` -> 408 (a Content-Length larger than the body was held 30 s, then 504);
 - with a token set (MNIST_API_TOKEN), guarded routes need `Authorization: Bearer <token>` -> else 401.
   Health, readiness, metrics and the OpenAPI page stay open: orchestrators and scrapers call them.
+- while the worker drains after SIGTERM (service/drain.py), every response carries `Connection: close`, so
+  uvicorn closes each connection after its answer and clients reconnect to a replica that is not stopping.
 Every refusal is one line in the refusal log (service/errors.py).
 """
 
@@ -17,6 +19,7 @@ import hmac
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
+from .drain import Drain
 from .errors import ClientError, refusals
 
 V2_MODELS = "/v2/models/"  # the Open Inference Protocol's model routes: guarded like the others
@@ -52,8 +55,10 @@ class RequestGuard:
         max_header_bytes: int = 16384,
         body_timeout_s: float = 30.0,
         api_token: str = "",
+        drain: Drain | None = None,
     ) -> None:
         self.app = app
+        self.drain = drain
         self.max_body_bytes = max_body_bytes
         self.expected = dict.fromkeys(json_routes, "application/json") | dict.fromkeys(
             upload_routes, "multipart/form-data"
@@ -67,6 +72,8 @@ class RequestGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if self.drain is not None and self.drain.draining:
+            send = closing_connection(send)
         try:
             receive = await self.check(scope, receive)
         except ClientError as exc:
@@ -112,6 +119,18 @@ class RequestGuard:
         except TimeoutError:
             raise ClientError(408, f"the request body did not arrive within {self.body_timeout_s:g} s") from None
         return None if body is None else replay(body, receive)
+
+
+def closing_connection(send: Send) -> Send:
+    """A send() that adds `Connection: close` to the response's headers (uvicorn then closes the connection)."""
+
+    async def closing(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"connection"]
+            message = {**message, "headers": [*headers, (b"connection", b"close")]}
+        await send(message)
+
+    return closing
 
 
 async def read_body(receive: Receive, limit: float = float("inf")) -> bytes | None:

@@ -7,6 +7,7 @@ request models with `limited_to(settings.limits.max_images)`, and the OpenAPI do
 from __future__ import annotations
 
 import base64
+import time
 from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
@@ -51,6 +52,7 @@ class PixelRequest(BaseModel):
     max_images: ClassVar[int] = Limits.max_images  # per request; see limited_to
     activation: Activation | None = Field(default=None, description=ACTIVATION_DOC)
     _pixels: np.ndarray = PrivateAttr()
+    _queued_at: float = PrivateAttr(default=0.0)  # time.perf_counter() when it joined the batcher's queue
 
     @classmethod
     def limited_to(cls, max_images: int) -> type[PixelRequest]:
@@ -65,6 +67,14 @@ class PixelRequest(BaseModel):
     @property
     def rows(self) -> int:
         return len(self._pixels)
+
+    @property
+    def queued_at(self) -> float:
+        return self._queued_at
+
+    def mark_queued(self) -> None:
+        """Note when the request joins the batcher's queue (the queue-wait metric counts from here)."""
+        self._queued_at = time.perf_counter()
 
     @classmethod
     def of(cls, pixels: np.ndarray, activation: Activation | None = None) -> PixelRequest:

@@ -8,7 +8,8 @@ Endpoints (POST, JSON unless noted; the OpenAPI page at / has working examples):
     /predict_bytes  {"data": base64 of raw uint8/float32 N x 784 or of a .npy file, "format", "dtype", ...}
     /predict_image  multipart upload "image" (PNG/JPEG, any size or colour) [+ "activation"]
     /metadata       the served model: name, version, head, labels, accuracy, execution provider, batching
-BentoML adds GET /livez, /readyz (after the model is loaded and warmed up) and /metrics.
+BentoML adds GET /livez, /readyz (after the model is loaded and warmed up; 503 again once SIGTERM starts the
+drain, service/drain.py) and /metrics.
 
 The one module that acts when imported: BentoML fixes a service's workers and batching when its class is
 defined, and `bentoml serve` imports this module to find it, so `MNISTService` is built here, from the
@@ -31,6 +32,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from . import compat
 from .doors import Doors, classify_upload
+from .drain import Drain
 from .gcpauses import watch_gc_pauses
 from .guard import RequestGuard
 from .logs import configure_logging
@@ -78,6 +80,7 @@ def build_service(settings: ServiceSettings):  # noqa: ANN201, C901 - a bentoml.
     json_request = PredictRequest.limited_to(limits.max_images)
     bytes_request = PredictBytesRequest.limited_to(limits.max_images)
     slot = ServingSlot()
+    drain = Drain(settings.drain_s)  # each worker process has its own copy, and its own SIGTERM
 
     @bentoml.service(
         name="mnist",
@@ -114,11 +117,17 @@ def build_service(settings: ServiceSettings):  # noqa: ANN201, C901 - a bentoml.
             meta, provider = self.serving.runtime.metadata, self.serving.runtime.provider
             model_info_gauge().labels(model=meta.name, version=meta.version, provider=provider).set(1)
             compat.bind_api_methods(self, API_NAMES)
+            self.drain = drain
+            drain.install()
             # Startup leaves ~100k long-lived objects (BentoML, pydantic, ORT); freezing them keeps full garbage
             # collections from walking them mid-request: p99 at 64 users fell from ~160 ms to ~120 ms.
             gc.collect()
             gc.freeze()
             watch_gc_pauses()
+
+        async def __is_ready__(self) -> bool:
+            """BentoML's /readyz hook: not ready once SIGTERM has started the drain."""
+            return not drain.draining
 
         # async: ORT's call is short (~15 us per image), so it runs on the event loop without a thread hop.
         @bentoml.api(**batched)
@@ -173,6 +182,7 @@ def build_service(settings: ServiceSettings):  # noqa: ANN201, C901 - a bentoml.
         max_header_bytes=limits.max_header_bytes,
         body_timeout_s=limits.body_timeout_s,
         api_token=settings.api_token,
+        drain=drain,
     )
     MNISTService.add_asgi_middleware(Doors, slot=slot, fast_path=settings.fast_path)
     return MNISTService

@@ -25,6 +25,7 @@ environment: the runtime, the doors and the core get the typed settings it build
 | MNIST_API_TOKEN | (unset) | when set, predict and metadata routes need `Authorization: Bearer <token>` (else 401) |
 | MNIST_LOG_FORMAT | text | json: one JSON object per log line |
 | MNIST_CORS_ORIGINS | (unset) | comma-separated origins allowed to call from a browser (`*` for any) |
+| MNIST_DRAIN_S | 5 | on SIGTERM: seconds of not-ready serving (with `Connection: close`) before the worker stops |
 """
 
 from __future__ import annotations
@@ -111,6 +112,9 @@ class ServiceSettings:
     # Browser origins allowed (CORS). Not BentoML's http.cors: BentoML adds its CORS middleware inside the
     # service's own, so the doors' answers would go out without CORS headers.
     cors_origins: tuple[str, ...] = ()
+    # Seconds a worker keeps serving after SIGTERM, not ready, before it stops: long enough for a balancer's
+    # health checks (HAProxy every 0.5 s, Kubernetes' endpoint updates in a few seconds) to stop sending to it.
+    drain_s: int = 5
 
     def __post_init__(self) -> None:
         if self.log_format not in LOG_FORMATS:
@@ -142,4 +146,5 @@ class ServiceSettings:
             api_token=env.get("MNIST_API_TOKEN", ""),
             log_format=(env.get("MNIST_LOG_FORMAT") or "text").strip().lower(),
             cors_origins=tuple(o.strip() for o in env.get("MNIST_CORS_ORIGINS", "").split(",") if o.strip()),
+            drain_s=number("MNIST_DRAIN_S", cls.drain_s, 0),
         )

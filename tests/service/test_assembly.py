@@ -4,12 +4,16 @@ context, and importing the service's modules changes nothing until the service i
 
 from __future__ import annotations
 
+import base64
+import io
+import re
 import subprocess
 import sys
 
 import bentoml
 import numpy as np
 import pytest
+from PIL import Image
 
 from service.settings import Batching, Limits
 from tests.conftest import REPO
@@ -116,3 +120,48 @@ def test_a_worker_warms_its_model_up_to_the_largest_call_it_can_make(
     serving = Serving.start(settings, {})
     assert serving.runtime.config.warmup_rows == largest
     assert calls[:3] == [1, largest, largest]  # before the worker reports ready
+
+
+def histogram_count(client, name: str) -> float:  # noqa: ANN001 - the TestClient
+    """A histogram's number of observations from /metrics (summed over its label sets)."""
+    pattern = rf"^{name}_count(?:{{[^}}]*}})? (\S+)$"
+    return sum(float(n) for n in re.findall(pattern, client.get("/metrics").text, re.MULTILINE))
+
+
+def png_of(pixels: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(pixels.reshape(28, 28)).save(out, format="PNG")
+    return out.getvalue()
+
+
+def test_every_door_that_runs_the_model_is_counted_in_the_queue_wait(sample) -> None:  # noqa: ANN001
+    images, _ = sample
+    row = (images[:1] / 255).astype(np.float32)
+    raw = base64.b64encode(images[:1].tobytes()).decode()
+    v2_body = {"inputs": [{"name": "pixels", "datatype": "FP32", "shape": [1, 784], "data": row.ravel().tolist()}]}
+    with serve_in_process(app_settings()) as client:
+        before = histogram_count(client, "mnist_queue_wait_seconds")
+        answers = [
+            client.post("/predict", json={"images": row.tolist()}),
+            client.post("/predict_bytes", json={"data": raw}),
+            client.post("/predict_image", files={"image": ("seven.png", png_of(images[0]), "image/png")}),
+            client.post("/v2/models/default/infer", json=v2_body),
+        ]
+        assert [a.status_code for a in answers] == [200] * 4, [a.text for a in answers]
+        assert histogram_count(client, "mnist_queue_wait_seconds") - before == 4
+        client.post("/predict", json={"images": []})  # refused before it is queued: not counted
+        assert histogram_count(client, "mnist_queue_wait_seconds") - before == 4
+
+
+def test_uploads_are_shed_like_every_door_while_health_answers(sample) -> None:  # noqa: ANN001
+    images, _ = sample
+    upload = {"image": ("digit.png", png_of(images[0]), "image/png")}
+    with serve_in_process(app_settings(batching=Batching(max_queue=2))) as client:
+        batcher = bentoml.get_current_service().serving.batcher
+        batcher._queued = 2  # noqa: SLF001 - two requests admitted and not yet answered
+        shed = client.post("/predict_image", files=upload)
+        assert (shed.status_code, shed.headers.get("retry-after")) == (503, "1"), shed.text
+        assert client.get("/livez").status_code == 200
+        assert client.get("/readyz").status_code == 200
+        batcher._queued = 0  # noqa: SLF001
+        assert client.post("/predict_image", files=upload).status_code == 200

@@ -160,6 +160,6 @@ def test_past_max_queue_a_request_is_refused_at_once() -> None:
 def test_a_shed_request_is_told_when_to_retry() -> None:
     fast = predictor(StandIn(), max_queue=1)
     fast._queued = 1  # noqa: SLF001 - a full queue
-    with pytest.raises(ClientError) as refused:
-        fast.admit("/predict")
+    with pytest.raises(ClientError) as refused, fast.admitted("/predict"):
+        pass
     assert (refused.value.status, refused.value.headers) == (503, {"retry-after": "1"})
