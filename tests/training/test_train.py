@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -296,3 +297,98 @@ def test_a_run_on_cuda_resumes_with_its_device_generators(tmp_path: Path, synthe
     train(model_cfg, cfg, DataConfig(), data=synthetic_splits, stop_after_epoch=1)
     resumed = train(model_cfg, cfg, DataConfig(), data=synthetic_splits, resume=True)
     assert [h["epoch"] for h in resumed.history] == [1, 2]
+
+
+def test_a_runs_summary_agrees_with_its_own_history(tmp_path: Path, synthetic_splits: MNISTSplits) -> None:
+    """summary.json (and so the exported metadata's metrics) against the run's own per-epoch record: the best
+    epoch is the earliest with the highest validation accuracy, and the summary's figures are that epoch's."""
+    cfg = tiny_run(tmp_path, synthetic_splits, "agree", epochs=5, batch_size=32, lr=2e-2, seed=2)
+    result = train(ModelConfig(hidden=(16,)), cfg, DataConfig(), data=synthetic_splits)
+    history = json.loads((result.run_dir / "metrics.json").read_text())
+    summary = json.loads((result.run_dir / "summary.json").read_text())
+    config = json.loads((result.run_dir / "config.json").read_text())
+    assert summary == result.summary
+    assert history == result.history
+    best = max(history, key=lambda h: (h["val_accuracy"], -h["epoch"]))  # the earliest of the best
+    assert 1 < best["epoch"] < len(history)  # this run's best is neither its first nor its last epoch
+    assert summary["best_epoch"] == best["epoch"]
+    assert summary["val_accuracy"] == best["val_accuracy"]
+    assert summary["epochs"] == len(history) == cfg.epochs
+    assert summary["train_seconds"] == pytest.approx(sum(h["epoch_seconds"] for h in history))
+    assert summary["parameters"] == config["parameters"] == sum(p.numel() for p in result.model.parameters())
+    assert summary["device"] == config["device"] == "cpu"
+    best_pt = torch.load(result.run_dir / "best.pt", weights_only=True)
+    assert best_pt["epoch"] == best["epoch"]
+    for name, tensor in result.model.state_dict().items():  # the model tested is best.pt's
+        assert torch.equal(tensor, best_pt["model"][name]), name
+    loss_fn = make_loss(result.model.config, (0, 1, 2))
+    test = evaluate(result.model, synthetic_splits.test, loss_fn, (0, 1, 2), batch=64)
+    assert (summary["test_accuracy"], summary["test_loss"]) == (test["accuracy"], pytest.approx(test["loss"]))
+
+
+def test_grad_accum_trains_as_a_batch_n_times_larger_through_train(
+    tmp_path: Path, synthetic_splits: MNISTSplits
+) -> None:
+    """Through train(): the run's sizing (updates per epoch, the schedule's length) and its updates with
+    --grad-accum 4 --batch-size 16 are those of --batch-size 64."""
+    model_cfg = ModelConfig(hidden=(16,))  # no dropout: its masks are drawn per micro-batch
+    common = {"epochs": 2, "optimizer": "sgd", "lr": 0.1, "schedule": "cosine"}
+    large = train(model_cfg, tiny_run(tmp_path, synthetic_splits, "large", batch_size=64, **common), DataConfig(),
+                  data=synthetic_splits)  # fmt: skip
+    accumulated = train(
+        model_cfg,
+        tiny_run(tmp_path, synthetic_splits, "accumulated", batch_size=16, grad_accum=4, **common),
+        DataConfig(),
+        data=synthetic_splits,
+    )
+    unaccumulated = train(model_cfg, tiny_run(tmp_path, synthetic_splits, "small", batch_size=16, **common),
+                          DataConfig(), data=synthetic_splits)  # fmt: skip
+    assert [h["lr"] for h in accumulated.history] == [h["lr"] for h in large.history]  # 4 updates an epoch
+    for (name, p_acc), p_large in zip(
+        accumulated.model.state_dict().items(), large.model.state_dict().values(), strict=True
+    ):
+        torch.testing.assert_close(p_acc, p_large, atol=1e-6, rtol=1e-5, msg=name)
+    assert not torch.allclose(unaccumulated.model.head.weight, large.model.head.weight, atol=1e-4)  # it can differ
+
+
+def test_each_cli_flag_lands_in_the_setting_it_names() -> None:
+    argv = [
+        "--preset", "pigeon", "--run-name", "r", "--out-dir", "o", "--data-root", "d", "--no-download",
+        "--val-size", "100", "--train-subset", "500", "--positive-digits", "3", "4",
+        "--hidden", "7", "5", "--activation", "leaky_relu", "--leaky-slope", "0.2", "--maxout-pieces", "3",
+        "--dropout", "0.1", "--head", "softmax",
+        "--epochs", "7", "--batch-size", "16", "--grad-accum", "4", "--optimizer", "sgd", "--lr", "0.5",
+        "--momentum", "0.8", "--weight-decay", "0.01", "--schedule", "cosine", "--augment-shift", "3",
+        "--seed", "9", "--device", "cpu", "--no-amp", "--threads", "2", "--dry-run",
+    ]  # fmt: skip
+    model_cfg, train_cfg, data_cfg, resume = configs_from_args(build_parser().parse_args(argv))
+    assert not resume
+    assert model_cfg == ModelConfig(
+        hidden=(7, 5), activation="leaky_relu", leaky_slope=0.2, maxout_pieces=3, dropout=0.1, head="softmax"
+    )
+    assert train_cfg == TrainConfig(
+        preset="pigeon", run_name="r", out_dir="o", epochs=7, batch_size=16, grad_accum=4, optimizer="sgd", lr=0.5,
+        momentum=0.8, weight_decay=0.01, schedule="cosine", augment_shift=3, seed=9, device="cpu", amp=False,
+        threads=2, dry_run=True,
+    )  # fmt: skip
+    assert data_cfg == DataConfig(root="d", val_size=100, train_subset=500, positive_digits=(3, 4), download=False)
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_a_preset_alone_gives_its_own_settings_and_the_defaults_for_the_rest(preset: str) -> None:
+    model_cfg, train_cfg, data_cfg, _ = configs_from_args(build_parser().parse_args(["--preset", preset]))
+    assert model_cfg == PRESETS[preset].model
+    assert train_cfg == TrainConfig(preset=preset, **PRESETS[preset].train)
+    assert data_cfg == DataConfig()
+    no_preset = configs_from_args(build_parser().parse_args([]))
+    assert no_preset[:3] == (PRESETS["mnist-nn"].model, TrainConfig(**PRESETS["mnist-nn"].train), DataConfig())
+
+
+def test_a_run_trains_on_the_subset_for_the_epochs_its_flags_say(tmp_path: Path, synthetic_splits: MNISTSplits) -> None:
+    """--epochs and the training set's size through train(): the epochs recorded, and the updates made (the
+    learning rate of a cosine schedule reaches its end after exactly epochs x ceil(images / update) updates)."""
+    cfg = tiny_run(tmp_path, synthetic_splits, "sized", epochs=3, batch_size=50, schedule="cosine", lr=1e-2)
+    result = train(ModelConfig(hidden=(8,)), cfg, DataConfig(), data=synthetic_splits)  # 256 images: 6 updates
+    assert [h["epoch"] for h in result.history] == [1, 2, 3]
+    assert result.history[-1]["lr"] == pytest.approx(0.0, abs=1e-12)
+    assert result.history[0]["lr"] == pytest.approx(0.5e-2 * (1 + math.cos(math.pi * 6 / 18)), rel=1e-6)
