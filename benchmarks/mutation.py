@@ -2,6 +2,8 @@
 
     python -m benchmarks.mutation              # make mutation: about 50 minutes on 2 cores
     python -m benchmarks.mutation --report     # summarize the last run again, without re-running
+    python -m benchmarks.mutation --only wiring             # only the areas whose name holds "wiring"
+    python -m benchmarks.mutation --only "settings from"    # one area
 
 mutmut (configured in pyproject.toml) copies service/ and training/ into mutants/, makes one-line changes
 (operators, constants, conditions, arguments) in the functions matched by SCOPE, and runs the tests that
@@ -61,6 +63,21 @@ SCOPE = {
         "training.export.x_check_parity__mutmut_*",
         "training.export.x_labels_for__mutmut_*",
         "training.export.x_build_metadata__mutmut_*",
+    ],
+    # The wiring between the parts (issue 18): where one-line bugs passed a tier strong on each part.
+    "wiring: settings from the environment, and /metadata": [
+        "service.settings.*",
+        "service.serving.xǁServingǁmodel_info__mutmut_*",
+    ],
+    "wiring: train()'s orchestration, sizing and summary": [
+        "training.train.x_train__mutmut_*",
+        "training.train.x_make_schedule__mutmut_*",
+        "training.train.x_make_optimizer__mutmut_*",
+    ],
+    "wiring: the CLI's flags to configs": ["training.train.x_configs_from_args__mutmut_*"],
+    "wiring: the v2 answers' declared shapes": [
+        "service.v2.x_model_metadata__mutmut_*",
+        "service.v2.x_encode_response__mutmut_*",
     ],
 }
 # Survivors that no input can tell from the original (on this machine's CPU), by what the mutation did: a glob
@@ -188,8 +205,20 @@ def results() -> dict[str, str]:
     return dict(re.findall(r"^\s+(\S+__mutmut_\d+): (.+)$", out, re.MULTILINE))
 
 
-def in_scope(name: str) -> str | None:
-    return next((area for area, globs in SCOPE.items() if any(fnmatch.fnmatch(name, g) for g in globs)), None)
+def in_scope(name: str, areas: list[str] | None = None) -> str | None:
+    """The area of SCOPE (of `areas`, when given) a mutant belongs to, or None."""
+    chosen = {area: SCOPE[area] for area in areas or SCOPE}
+    return next((area for area, globs in chosen.items() if any(fnmatch.fnmatch(name, g) for g in globs)), None)
+
+
+def areas_named(words: list[str] | None) -> list[str]:
+    """The areas of SCOPE whose name holds any of `words` (all of them for None); an unknown word is an error."""
+    if not words:
+        return list(SCOPE)
+    for word in words:
+        if not any(word in area for area in SCOPE):
+            raise SystemExit(f"--only: no area of SCOPE holds {word!r}; areas: {'; '.join(SCOPE)}")
+    return [area for area in SCOPE if any(word in area for word in words)]
 
 
 def diff_of(name: str) -> list[str]:
@@ -207,8 +236,9 @@ def why_equivalent(name: str, diff: list[str]) -> str | None:
     return None
 
 
-def report() -> str:
-    statuses = {name: status for name, status in results().items() if in_scope(name)}
+def report(areas: list[str] | None = None) -> str:
+    areas = areas or list(SCOPE)
+    statuses = {name: status for name, status in results().items() if in_scope(name, areas)}
     killed = {"killed", "timeout", "segfault"}  # a mutant that hangs or crashes the tests is caught too
     survivors = sorted(n for n, s in statuses.items() if s not in killed and s != "not checked")
     unchecked = [n for n, s in statuses.items() if s == "not checked"]
@@ -223,8 +253,8 @@ def report() -> str:
         "| area | mutants | killed | survived |",
         "|---|---:|---:|---:|",
     ]
-    for area in SCOPE:
-        names = [n for n in statuses if in_scope(n) == area and statuses[n] != "not checked"]
+    for area in areas:
+        names = [n for n in statuses if in_scope(n, areas) == area and statuses[n] != "not checked"]
         k = sum(statuses[n] in killed for n in names)
         lines.append(f"| {area} | {len(names)} | {k} | {len(names) - k} |")
     by_status = Counter(statuses.values())
@@ -253,19 +283,30 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.mutation", description=__doc__.split("\n\n")[0])
     p.add_argument("--report", action="store_true", help="summarize the last run without running mutmut")
     p.add_argument("--max-children", type=int, default=os.cpu_count() or 1, help="mutants tested in parallel")
+    p.add_argument(
+        "--only",
+        nargs="+",
+        metavar="WORDS",
+        help="run and report only the areas whose name holds one of WORDS (recorded in its own section)",
+    )
     args = p.parse_args(argv)
+    areas = areas_named(args.only)
     if not os.environ.get("MNIST_ROOT"):
         print("warning: MNIST_ROOT is not set; tests that need MNIST will skip and kill nothing", file=sys.stderr)
     if not args.report:
         mutmut = str(Path(sys.executable).parent / "mutmut")
-        globs = [g for group in SCOPE.values() for g in group]
+        globs = [g for area in areas for g in SCOPE[area]]
         done = subprocess.run([mutmut, "run", "--max-children", str(args.max_children), *globs], check=False)
         if done.returncode != 0:
             print(f"mutmut run failed (exit {done.returncode}); docs/testing.md left as it was", file=sys.stderr)
             return done.returncode
-    text = report()
+    text = report(areas)
     print(text)
-    update_section("mutation", text, "make mutation  # python -m benchmarks.mutation", path=DOC)
+    if args.only:  # a part of the scope: its own section, beside the whole run's
+        command = "python -m benchmarks.mutation --only " + " ".join(repr(w) if " " in w else w for w in args.only)
+        update_section("mutation-only", f"Areas: {'; '.join(areas)}.\n\n{text}", command, path=DOC)
+    else:
+        update_section("mutation", text, "make mutation  # python -m benchmarks.mutation", path=DOC)
     return 0
 
 

@@ -1,0 +1,37 @@
+"""benchmarks.mutation: a part of the scope can be run and reported on its own."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks import mutation
+
+
+def test_only_picks_the_areas_whose_name_holds_a_word() -> None:
+    wiring = mutation.areas_named(["wiring"])
+    assert len(wiring) == 4
+    assert all(area.startswith("wiring") for area in wiring)
+    assert mutation.areas_named(None) == list(mutation.SCOPE)
+    with pytest.raises(SystemExit, match="no area"):
+        mutation.areas_named(["no such area"])
+
+
+def test_a_mutant_belongs_to_an_area_only_among_those_chosen() -> None:
+    wiring = mutation.areas_named(["wiring"])
+    assert mutation.in_scope("service.settings.x_env_int__mutmut_3", wiring).startswith("wiring: settings")
+    assert mutation.in_scope("training.train.x_train__mutmut_7", wiring).startswith("wiring: train()")
+    assert mutation.in_scope("service.runtime.x_softmax__mutmut_1", wiring) is None
+    assert mutation.in_scope("service.runtime.x_softmax__mutmut_1") == "the runtime: probabilities, labels, validation"
+
+
+def test_only_runs_mutmut_on_the_chosen_areas_and_records_them_apart(monkeypatch: pytest.MonkeyPatch) -> None:
+    ran: list[list[str]] = []
+    recorded: list[str] = []
+    monkeypatch.setenv("MNIST_ROOT", "/nowhere")
+    done = type("Done", (), {"returncode": 0})
+    monkeypatch.setattr(mutation.subprocess, "run", lambda cmd, **kw: ran.append(cmd) or done)
+    monkeypatch.setattr(mutation, "results", dict)
+    monkeypatch.setattr(mutation, "update_section", lambda section, *a, **k: recorded.append(section))
+    assert mutation.main(["--only", "CLI"]) == 0
+    assert ran[0][-1:] == ["training.train.x_configs_from_args__mutmut_*"]
+    assert recorded == ["mutation-only"]  # the whole run's section is left as it was
