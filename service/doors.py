@@ -193,10 +193,11 @@ def json_string(text: str) -> str:
 
 
 def is_json_object(body: bytes) -> bool:
-    """What BentoML's route accepted for an API without parameters, and what its OpenAPI schema allows."""
+    """What BentoML's route accepted for an API without parameters, and what its OpenAPI schema allows. JSON
+    nested deeper than Python's recursion limit is not an object of this API either (it was a 500)."""
     try:
         return isinstance(json.loads(body), dict)
-    except ValueError:
+    except (ValueError, RecursionError):
         return False
 
 

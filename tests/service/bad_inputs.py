@@ -312,6 +312,9 @@ CORPUS: list[BadRequest] = [
         "wrong content type", "/predict", 415, "must be application/json", None, b"{}", {"content-type": "text/plain"}
     ),
     BadRequest("metadata: not a JSON object", "/metadata", 400, "must be a JSON object", "body", b"[1, 2]"),
+    BadRequest(  # json.loads raised RecursionError: a 500
+        "metadata: deeply nested", "/metadata", 400, "must be a JSON object", "body", b"[" * 100_000 + b"]" * 100_000
+    ),
     BadRequest(
         "too many headers",
         "/predict",
