@@ -162,15 +162,12 @@ async def open_inference(serving: Serving, scope: Scope, body: bytes) -> Answer:
         raise ClientError(404, f"{scope['method']} {scope['path']} is not part of the Open Inference Protocol")
     what, name, version = found
     meta = serving.runtime.metadata
-    if name is not None and (name != meta.name or version not in (None, meta.version)):
+    versions = (meta.version, v2.TRITON_VERSION)  # the contract's, and the number Triton's tools read
+    if name is not None and (name != meta.name or version not in (None, *versions)):
         wanted = name if version is None else f"{name} version {version}"
         raise ClientError(404, f"model {wanted!r} not found; this server serves {meta.name!r} version {meta.version}")
-    if what == "server":
-        return json.dumps(v2.server_metadata(SERVER_VERSION)).encode()
-    if what == "model":
-        return json.dumps(v2.model_metadata(meta)).encode()
-    if what != "infer":  # live, ready, model_ready: this code runs only once the service has started
-        return b""
+    if what != "infer":
+        return json.dumps(v2_document(serving, what)).encode()
     with serving.batcher.admitted("/v2/infer"):
         headers = dict(scope["headers"])
         length = headers.get(v2.HEADER_LENGTH.encode())
@@ -179,9 +176,28 @@ async def open_inference(serving: Serving, scope: Scope, body: bytes) -> Answer:
             None if length is None else length.decode("latin-1"),
             meta.input.name,
             serving.settings.limits.max_images,
+            meta.name,
+            versions,
         )
         response = await serving.batcher.predict(PixelRequest.of(inference.pixels, inference.activation))
     return v2.encode_response(response, inference, meta.name, meta.version)
+
+
+def v2_document(serving: Serving, what: v2.Route) -> dict:
+    """The JSON body of a v2 GET route. Live and ready are always true here: this code runs only once the
+    worker's model is loaded (before, BentoML answers)."""
+    meta, settings = serving.runtime.metadata, serving.settings
+    if what == "server":
+        return v2.server_metadata(SERVER_VERSION)
+    if what in ("live", "ready"):
+        return v2.health(what)
+    if what == "model_ready":
+        return v2.model_ready(meta)
+    if what == "config":
+        return v2.model_config(meta, settings.limits, settings.batching, serving.runtime.provider)
+    if what == "stats":
+        return {"model_stats": [serving.batcher.stats.as_triton(meta.name, v2.TRITON_VERSION)]}
+    return v2.model_metadata(meta)
 
 
 def json_string(text: str) -> str:

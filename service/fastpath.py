@@ -20,16 +20,15 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Protocol
 
 import bentoml
-import numpy as np
 from prometheus_client import Counter, Histogram
 from pydantic import ValidationError
 
 from .compat import RecoveringCorkDispatcher, RequestContainer
 from .errors import ClientError
 from .predictor import RequestBatch, ResponseBatch
-from .runtime import Activation
 from .schemas import PixelRequest, PredictResponse
 from .settings import Batching
+from .stats import ModelStatistics
 
 RETRY_AFTER_S = 1  # what a shed request is told; a batch takes milliseconds, so the queue drains well within it
 _OVERLOADED = object()  # what the batcher returns for a request it dropped past its latency budget
@@ -82,8 +81,6 @@ class BatchPredictor(Protocol):
 
     def predict_batch(self, batch: RequestBatch) -> ResponseBatch: ...
 
-    def respond(self, pixels: np.ndarray, activation: Activation | None) -> PredictResponse: ...
-
 
 class FastPredictor:
     """Validated request in, JSON bytes out: through the adaptive batcher, or inline when batching is off."""
@@ -94,6 +91,7 @@ class FastPredictor:
         self.batching = batching
         self._infer: Callable | None = None
         self._queued = 0
+        self.stats = ModelStatistics()  # this worker's, for Triton's statistics extension (GET /v2/.../stats)
         if batching.enabled:
             # Wrapped once here (BentoML's route wraps its callback again for every request). One batcher for
             # both routes: JSON and binary requests share ONNX Runtime calls.
@@ -107,13 +105,24 @@ class FastPredictor:
     async def _run_batch(self, requests: Sequence[PixelRequest]) -> list[PredictResponse]:
         started = time.perf_counter()
         batch_size_histogram().observe(len(requests))
-        waited = queue_wait_histogram()
+        waited, queued = queue_wait_histogram(), 0.0
         for request in requests:
-            waited.observe(started - request.queued_at)
-        batch, _ = RequestContainer.batches_to_batch(requests)
-        responses = self.predictor.predict_batch(batch).responses
+            wait = started - request.queued_at
+            waited.observe(wait)
+            queued += wait
+        responses = self._execute(requests, started, queued)
         batch_seconds_histogram().observe(time.perf_counter() - started)
         return responses
+
+    def _execute(self, requests: Sequence[PixelRequest], started: float, queued: float) -> list[PredictResponse]:
+        """One ONNX Runtime call for `requests`, which waited `queued` seconds in all, timed in Triton's steps
+        for the statistics: stacking the rows, the model call, the responses."""
+        batch, _ = RequestContainer.batches_to_batch(requests)
+        stacked = time.perf_counter()
+        result = self.predictor.predict_batch(batch)
+        built = time.perf_counter() - stacked - result.infer_seconds
+        self.stats.executed(len(batch.pixels), len(requests), queued, stacked - started, result.infer_seconds, built)
+        return result.responses
 
     @property
     def queued(self) -> int:
@@ -149,14 +158,21 @@ class FastPredictor:
 
     async def predict(self, request: PixelRequest) -> PredictResponse:
         """A validated request -> its response, through the batcher (ClientError 503 when it dropped it)."""
-        if self._infer is None:
-            queue_wait_histogram().observe(0.0)
-            response = self.predictor.respond(request.pixels, request.activation)
-        else:
-            request.mark_queued()
-            response = await self._infer(request)
-            if response is _OVERLOADED:
-                raise overloaded(f"the request waited past the batching budget of {self.batching.max_latency_ms} ms")
+        started = time.perf_counter()
+        try:
+            if self._infer is None:
+                queue_wait_histogram().observe(0.0)
+                (response,) = self._execute([request], started, 0.0)
+            else:
+                request.mark_queued()
+                response = await self._infer(request)
+                if response is _OVERLOADED:
+                    budget = self.batching.max_latency_ms
+                    raise overloaded(f"the request waited past the batching budget of {budget} ms")
+        except BaseException:  # dropped, failed, or cancelled when its client went away: no answer
+            self.stats.failed(time.perf_counter() - started)
+            raise
+        self.stats.answered(request.rows, time.perf_counter() - started)
         return response
 
 

@@ -3,22 +3,31 @@ pixels, answers to tensors. Plain code (no BentoML); service/doors.py routes `/v
 pixels through the same core as every other door.
 
     GET  /v2                                   server metadata
-    GET  /v2/health/live, /v2/health/ready     200 when live / ready
+    GET  /v2/health/live, /v2/health/ready     200 {"live": true} / {"ready": true}
     GET  /v2/models/{name}[/versions/{v}]      model metadata: inputs, outputs, datatypes, shapes
     GET  /v2/models/{name}[/versions/{v}]/ready
     POST /v2/models/{name}[/versions/{v}]/infer
+    GET  /v2/models/{name}[/versions/{v}]/config   Triton's model configuration extension
+    GET  /v2/models[/{name}[/versions/{v}]]/stats  Triton's statistics extension (service/stats.py)
 
 Inference input: the model's input tensor, FP32 [N, 784] in [0, 1] (UINT8 accepted and scaled by 1/255), as
 JSON `data` or, with the binary tensor data extension, raw little-endian bytes after the JSON header
 (`Inference-Header-Content-Length`). Request parameter `activation`: softmax or sigmoid (default: the
 model's head). Outputs: `probabilities` FP32 [N, k] and `label` BYTES [N]; each in JSON, or binary when
 the output asks `binary_data` or the request sets `binary_data_output`. Errors: `{"error": "..."}`, 400.
+
+What the standard clients send is accepted: KServe's puts `model_name` (and may put `model_version`) in the
+body, checked against the path (400 naming the field when they differ); any other unknown top-level field is
+ignored, as Triton's and KServe's servers ignore it. A tensor's fields stay strict (400 naming the field).
+The health routes answer `{"live": true}` / `{"ready": true}` as KServe's and MLServer's servers do: KServe's
+client reads the body, Triton's reads only the status.
 """
 
 from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -30,11 +39,15 @@ from .errors import ClientError
 from .metadata import INPUT_WIDTH, ModelMetadata
 from .runtime import ACTIVATIONS, Activation, InputError, validate_pixels
 from .schemas import PredictResponse
+from .settings import Batching, Limits
 
 HEADER_LENGTH = "inference-header-content-length"  # the binary extension's header
 INPUT_DATATYPES = {"FP32": np.dtype("<f4"), "UINT8": np.dtype("u1")}
 OUTPUTS = ("probabilities", "label")
-EXTENSIONS = ["binary_tensor_data"]
+EXTENSIONS = ["binary_tensor_data", "model_configuration", "statistics"]
+# Triton numbers a model's versions and its tools read them as integers (perf_analyzer parses the statistics'
+# `version` with stoll): the served model, whose own version is a hash, is also version "1" on the v2 routes.
+TRITON_VERSION = "1"
 
 
 class Tensor(BaseModel):
@@ -55,9 +68,13 @@ class RequestedOutput(BaseModel):
 
 
 class InferenceRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Unknown top-level fields are ignored (Triton and KServe ignore them; clients add their own)."""
+
+    model_config = ConfigDict(extra="ignore", protected_namespaces=())
 
     id: str | None = None
+    model_name: str | None = None  # KServe's client sends it; must match the path
+    model_version: str | None = None
     parameters: dict[str, Any] = Field(default_factory=dict)
     inputs: list[Tensor] = Field(min_length=1, max_length=1)
     outputs: list[RequestedOutput] | None = None
@@ -98,8 +115,92 @@ def model_metadata(meta: ModelMetadata) -> dict[str, Any]:
     }
 
 
-def parse_inference(body: bytes, header_length: str | None, input_name: str, max_rows: int) -> Inference:
-    """The request body (JSON, or JSON + binary tensor data) -> pixels and the answer's form; ClientError 400."""
+def health(what: str) -> dict[str, Any]:
+    """`GET /v2/health/live` or `/ready`: the body KServe's client reads (Triton's reads only the 200)."""
+    return {what: True}
+
+
+def model_ready(meta: ModelMetadata) -> dict[str, Any]:
+    """`GET /v2/models/{name}/ready`, as KServe's server answers it; both clients read only the 200."""
+    return {"name": meta.name, "ready": True}
+
+
+def model_config(meta: ModelMetadata, limits: Limits, batching: Batching, provider: str) -> dict[str, Any]:
+    """Triton's model configuration (model_config.proto's ModelConfig as JSON) for the served model.
+
+    perf_analyzer reads `max_batch_size` (over 0: the inputs' first dimension is the batch), `dynamic_batching`
+    and `input`/`output`. Triton's `max_batch_size` is the most a request may carry: here MNIST_MAX_IMAGES. The
+    adaptive batcher's queue policy maps onto Triton's: a request waiting past MNIST_MAX_LATENCY_MS is
+    rejected (503), and past MNIST_MAX_QUEUE requests a new one is. Fields with no meaning here are left out
+    (optimization, model_warmup, sequence or ensemble scheduling, gpus); README's v2 section lists them.
+    """
+    classes = len(meta.labels) if meta.head == "softmax" else -1
+    config: dict[str, Any] = {
+        "name": meta.name,
+        "platform": "onnxruntime_onnx",
+        "backend": "onnxruntime",
+        "version_policy": {"specific": {"versions": [int(TRITON_VERSION)]}},
+        "max_batch_size": limits.max_images,
+        "input": [{"name": meta.input.name, "data_type": "TYPE_FP32", "format": "FORMAT_NONE", "dims": [INPUT_WIDTH]}],
+        "output": [
+            {"name": "probabilities", "data_type": "TYPE_FP32", "dims": [classes]},
+            {"name": "label", "data_type": "TYPE_STRING", "dims": [1], "reshape": {"shape": []}},
+        ],
+        "instance_group": [
+            {
+                "name": f"{meta.name}_0",
+                "kind": "KIND_GPU" if provider.startswith("CUDA") else "KIND_CPU",
+                "count": batching.workers,  # one ONNX Runtime session per worker process
+            }
+        ],
+        "default_model_filename": "model.onnx",
+        "parameters": {
+            key: {"string_value": str(value)}
+            for key, value in {
+                "model_version": meta.version,  # the contract's version (a hash); Triton's is TRITON_VERSION
+                "default_activation": meta.head,
+                "activations": ",".join(ACTIVATIONS),
+                "execution_provider": provider,
+                "max_images_per_model_call": batching.max_batch_size if batching.enabled else limits.max_images,
+            }.items()
+        },
+        "model_transaction_policy": {"decoupled": False},
+        "response_cache": {"enable": False},
+    }
+    if batching.enabled:
+        config["dynamic_batching"] = {
+            "default_queue_policy": {
+                "timeout_action": "REJECT",
+                "default_timeout_microseconds": batching.max_latency_ms * 1000,
+                "allow_timeout_override": False,
+                "max_queue_size": batching.max_queue,
+            }
+        }
+    return config
+
+
+def check_model(request: InferenceRequest, model: str, versions: Collection[str]) -> None:
+    """`model_name` / `model_version` in the body (KServe's client sends them) must name what the path does."""
+    if request.model_name is not None and request.model_name != model:
+        raise error(f"model_name: {request.model_name!r} in the body, but the path asks for model {model!r}")
+    if request.model_version is not None and request.model_version not in versions:
+        raise error(
+            f"model_version: {request.model_version!r} in the body, but model {model!r} is served as version "
+            + " or ".join(repr(v) for v in versions)
+        )
+
+
+def parse_inference(
+    body: bytes,
+    header_length: str | None,
+    input_name: str,
+    max_rows: int,
+    model: str | None = None,
+    versions: Collection[str] = (),
+) -> Inference:
+    """The request body (JSON, or JSON + binary tensor data) -> pixels and the answer's form; ClientError 400.
+    `model` and `versions`: the served model's name and version names, which the body's model_name and
+    model_version must match (the path already does); None checks neither."""
     if header_length is None:
         header, binary = body, b""
     else:
@@ -110,6 +211,8 @@ def parse_inference(body: bytes, header_length: str | None, input_name: str, max
         request = InferenceRequest.model_validate_json(header)
     except ValidationError as exc:
         raise error(ClientError.from_validation(exc).message) from None
+    if model is not None:
+        check_model(request, model, versions)
     (tensor,) = request.inputs
     if tensor.name != input_name:
         raise error(f"unknown input {tensor.name!r}; the model's input is {input_name!r}")
@@ -204,7 +307,7 @@ def bytes_tensor(values: list[str]) -> bytes:
     return bytes(out)
 
 
-Route = Literal["server", "live", "ready", "model", "model_ready", "infer"]
+Route = Literal["server", "live", "ready", "model", "model_ready", "infer", "config", "stats"]
 
 
 def route(method: str, path: str) -> tuple[Route, str | None, str | None] | None:
@@ -217,6 +320,8 @@ def route(method: str, path: str) -> tuple[Route, str | None, str | None] | None
         return "server", None, None
     if method == "GET" and rest in (["health", "live"], ["health", "ready"]):
         return ("live" if rest[1] == "live" else "ready"), None, None
+    if method == "GET" and rest == ["models", "stats"]:
+        return "stats", None, None  # every model's: this server's one
     if len(rest) < 2 or rest[0] != "models":
         return None
     name, version, tail = rest[1], None, rest[2:]
@@ -228,4 +333,6 @@ def route(method: str, path: str) -> tuple[Route, str | None, str | None] | None
         return "model_ready", name, version
     if method == "POST" and tail == ["infer"]:
         return "infer", name, version
+    if method == "GET" and tail in (["config"], ["stats"]):
+        return tail[0], name, version
     return None

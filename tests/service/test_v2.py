@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import struct
 
 import numpy as np
@@ -12,6 +13,7 @@ from starlette.testclient import TestClient
 from service import v2
 from service.runtime import ModelRuntime
 from service.schemas import Prediction, PredictResponse
+from service.settings import Batching, Limits
 from tests.service.answers import assert_answers
 
 INFER = "/v2/models/default/infer"
@@ -50,6 +52,11 @@ def as_response(body: dict, runtime: ModelRuntime, activation: str | None) -> Pr
         ("/v2/models/default/versions/abc", ("model", "default", "abc")),
         ("/v2/models/default/ready", ("model_ready", "default", None)),
         ("/v2/models/default/versions/abc/ready", ("model_ready", "default", "abc")),
+        ("/v2/models/default/config", ("config", "default", None)),
+        ("/v2/models/default/versions/1/config", ("config", "default", "1")),
+        ("/v2/models/default/stats", ("stats", "default", None)),
+        ("/v2/models/default/versions/1/stats", ("stats", "default", "1")),
+        ("/v2/models/stats", ("stats", None, None)),
         ("/v2/models", None),
         ("/v2/repository/index", None),
         ("/v3", None),
@@ -66,9 +73,21 @@ def test_infer_is_a_post_and_nothing_else_is() -> None:
 
 
 def test_server_and_health(client: TestClient) -> None:
-    assert client.get("/v2").json() == {"name": "mnist-serve", "version": "1", "extensions": ["binary_tensor_data"]}
-    for path in ("/v2/health/live", "/v2/health/ready", "/v2/models/default/ready"):
-        assert client.get(path).status_code == 200
+    """The bodies KServe's and MLServer's servers send, which KServe's client reads (Triton's reads the 200)."""
+    assert client.get("/v2").json() == {
+        "name": "mnist-serve",
+        "version": "1",
+        "extensions": ["binary_tensor_data", "model_configuration", "statistics"],
+    }
+    assert client.get("/v2/health/live").json() == {"live": True}
+    assert client.get("/v2/health/ready").json() == {"ready": True}
+    assert client.get("/v2/models/default/ready").json() == {"name": "default", "ready": True}
+
+
+def test_the_served_version_is_also_tritons_version_1(client: TestClient, default_runtime: ModelRuntime) -> None:
+    for version in (default_runtime.metadata.version, "1"):
+        assert client.get(f"/v2/models/default/versions/{version}/ready").status_code == 200
+    assert client.get("/v2/models/default/versions/2/ready").status_code == 404
 
 
 def test_model_metadata_describes_the_served_model(client: TestClient, default_runtime: ModelRuntime) -> None:
@@ -191,8 +210,6 @@ def test_only_the_requested_outputs_binary_where_asked(client: TestClient, sampl
 def test_bad_inference_requests_get_the_protocol_error_form(
     client: TestClient, request_body: dict, status: int, message: str
 ) -> None:
-    import re
-
     response = client.post(INFER, json=request_body)
     assert response.status_code == status
     assert set(response.json()) == {"error"}
@@ -237,3 +254,109 @@ def test_the_load_tests_v2_scenario_is_answered_and_checked(client: TestClient) 
     swapped = np.frombuffer(response.content[split : split + size], "<f4")[::-1].astype("<f4").tobytes()
     wrong = response.content[:split] + swapped + response.content[split + size :]
     assert check_answer(wrong, response.headers, request) is not None
+
+
+def test_body_fields_naming_the_served_model_are_accepted(
+    client: TestClient, default_runtime: ModelRuntime, sample
+) -> None:  # noqa: ANN001
+    """KServe's client puts model_name (and may put model_version) in the body beside the inputs."""
+    pixels = sample[0][:1] / 255
+    version = default_runtime.metadata.version
+    for fields in (
+        {"model_name": "default"},
+        {"model_name": "default", "model_version": version},
+        {"model_version": "1"},
+    ):
+        response = client.post(INFER, json=infer_json(pixels, **fields))
+        assert response.status_code == 200, (fields, response.text)
+
+
+@pytest.mark.parametrize(
+    ("path", "fields", "message"),
+    [
+        (INFER, {"model_name": "pigeon"}, r"^model_name: 'pigeon' in the body, but the path asks for model 'default'"),
+        ("/v2/models/default/versions/1/infer", {"model_name": "Default"}, r"^model_name: 'Default'"),
+        (INFER, {"model_name": "default", "model_version": "2"}, r"^model_version: '2' in the body"),
+    ],
+)
+def test_body_fields_that_contradict_the_path_are_refused_naming_the_field(
+    client: TestClient, sample, path: str, fields: dict, message: str
+) -> None:  # noqa: ANN001
+    response = client.post(path, json=infer_json(sample[0][:1] / 255, **fields))
+    assert response.status_code == 400
+    assert re.search(message, response.json()["error"]), response.json()
+
+
+def test_unknown_top_level_fields_are_ignored_but_a_tensors_are_not(client: TestClient, sample) -> None:  # noqa: ANN001
+    """As Triton's and KServe's servers do: clients add fields of their own to the request."""
+    request = infer_json(sample[0][:1] / 255, priority=3, trace={"span": "x"})
+    assert client.post(INFER, json=request).status_code == 200
+    request["inputs"][0]["colour"] = "red"
+    response = client.post(INFER, json=request)
+    assert response.status_code == 400
+    assert response.json()["error"].startswith("inputs[0].colour: unknown field")
+
+
+def test_model_configuration_is_tritons_for_the_served_model(client: TestClient, default_runtime: ModelRuntime) -> None:
+    meta, batching = default_runtime.metadata, Batching()  # the client fixture's settings: the defaults
+    config = client.get("/v2/models/default/config").json()
+    assert client.get("/v2/models/default/versions/1/config").json() == config
+    assert (config["name"], config["platform"], config["max_batch_size"]) == ("default", "onnxruntime_onnx", 1024)
+    assert config["input"] == [
+        {"name": meta.input.name, "data_type": "TYPE_FP32", "format": "FORMAT_NONE", "dims": [784]}
+    ]
+    assert [(o["name"], o["data_type"], o["dims"]) for o in config["output"]] == [
+        ("probabilities", "TYPE_FP32", [10]),
+        ("label", "TYPE_STRING", [1]),
+    ]
+    assert config["dynamic_batching"]["default_queue_policy"] == {
+        "timeout_action": "REJECT",
+        "default_timeout_microseconds": batching.max_latency_ms * 1000,
+        "allow_timeout_override": False,
+        "max_queue_size": batching.max_queue,
+    }
+    assert config["parameters"]["model_version"] == {"string_value": meta.version}
+    assert config["parameters"]["execution_provider"] == {"string_value": default_runtime.provider}
+    assert config["instance_group"][0]["count"] == batching.workers
+
+
+def test_model_configuration_follows_the_settings_and_the_head(pigeon_runtime: ModelRuntime) -> None:
+    config = v2.model_config(
+        pigeon_runtime.metadata, Limits(max_images=16), Batching(enabled=False, workers=3), "CUDAExecutionProvider"
+    )
+    assert "dynamic_batching" not in config  # each request its own model call: nothing for Triton to batch
+    assert config["max_batch_size"] == 16
+    assert config["parameters"]["max_images_per_model_call"] == {"string_value": "16"}
+    assert config["instance_group"][0] | {"name": ""} == {"name": "", "kind": "KIND_GPU", "count": 3}
+    assert config["output"][0]["dims"] == [-1]  # one output with sigmoid, two with softmax
+
+
+def test_statistics_count_every_door_that_ran_the_model(client: TestClient, sample) -> None:  # noqa: ANN001
+    """Three v2 requests of two images, one /predict of one image, one refused request; sent one by one, so
+    each is its own model execution."""
+
+    def stats(path: str = "/v2/models/default/stats") -> dict:
+        (model,) = client.get(path).json()["model_stats"]
+        return model
+
+    before = stats()
+    for start in (0, 2, 4):
+        assert client.post(INFER, json=infer_json(sample[0][start : start + 2] / 255)).status_code == 200
+    assert client.post("/predict", json={"images": (sample[0][6:7] / 255).tolist()}).status_code == 200
+    assert client.post(INFER, json=infer_json(sample[0][:1] * 2.0)).status_code == 400  # never reached the model
+    after = stats()
+    assert (after["name"], after["version"]) == ("default", "1")
+    assert after["inference_count"] - before["inference_count"] == 7
+    assert after["execution_count"] - before["execution_count"] == 4
+    inference, earlier = after["inference_stats"], before["inference_stats"]
+    for key in ("success", "queue", "compute_input", "compute_infer", "compute_output"):
+        assert inference[key]["count"] - earlier[key]["count"] == 4, key
+        assert inference[key]["ns"] > earlier[key]["ns"], key
+    assert inference["fail"] == earlier["fail"]
+    success_ns = inference["success"]["ns"] - earlier["success"]["ns"]
+    assert success_ns >= inference["compute_infer"]["ns"] - earlier["compute_infer"]["ns"]  # a part of it
+    sizes = {b["batch_size"]: b["compute_infer"]["count"] for b in after["batch_stats"]}
+    assert sizes[2] >= 3
+    assert sizes[1] >= 1
+    assert after["last_inference"] >= max(before["last_inference"], 1)  # milliseconds since the epoch
+    assert stats("/v2/models/stats")["inference_count"] == after["inference_count"]  # every model's: this one
