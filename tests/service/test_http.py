@@ -184,26 +184,3 @@ def test_a_model_that_cannot_be_served_ends_the_command_with_one_message(
     assert len(lines) == 1, done.stderr[-2000:]
     assert re.search(reason, lines[0]), lines[0]
     assert "Traceback" not in done.stderr
-
-
-@pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
-def test_tritons_own_client_speaks_to_the_v2_door(
-    client: httpx.Client, test_set: tuple[np.ndarray, np.ndarray], runtime: ModelRuntime, binary: bool
-) -> None:
-    """NVIDIA's tritonclient, JSON and binary tensors: Triton/KServe tooling can talk to this service as is."""
-    import tritonclient.http as triton
-
-    x, _ = test_set
-    pixels = (x[:16] / 255).astype(np.float32)
-    triton_client = triton.InferenceServerClient(str(client.base_url).removeprefix("http://"))
-    assert triton_client.is_server_live()
-    assert triton_client.is_model_ready("default")
-    assert triton_client.get_model_metadata("default")["inputs"][0]["name"] == runtime.metadata.input.name
-    tensor = triton.InferInput(runtime.metadata.input.name, list(pixels.shape), "FP32")
-    tensor.set_data_from_numpy(pixels, binary_data=binary)
-    outputs = [triton.InferRequestedOutput(name, binary_data=binary) for name in ("probabilities", "label")]
-    result = triton_client.infer("default", [tensor], outputs=outputs, parameters={"activation": "sigmoid"})
-    expected = runtime.predict(pixels, "sigmoid")
-    np.testing.assert_allclose(result.as_numpy("probabilities"), expected.probabilities, rtol=1e-6, atol=1e-7)
-    labels = [label.decode() if isinstance(label, bytes) else label for label in result.as_numpy("label")]
-    assert labels == [runtime.metadata.labels[i] for i in expected.label_indices]
