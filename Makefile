@@ -7,8 +7,14 @@ MNIST_ROOT ?= $(if $(wildcard ../shared/data/MNIST/raw),$(abspath ../shared/data
 export MNIST_ROOT
 MODEL ?= default
 PORT ?= 3000
+# `make image`: the CUDA image (serves on the CPU too when no GPU is there) or VARIANT=cpu, the CPU-only one.
+VARIANT ?= cuda
+BENTOFILE = $(if $(filter cpu,$(VARIANT)),bentofile.cpu.yaml,bentofile.yaml)
+# The OCI builder: docker where its daemon answers, else podman, else buildah (evaluated only when used).
+OCI_BACKEND ?= $(shell if docker info >/dev/null 2>&1; then echo docker; \
+	elif command -v podman >/dev/null 2>&1; then echo podman; elif command -v buildah >/dev/null 2>&1; then echo buildah; fi)
 
-.PHONY: help serve test test-quick mutation lint format audit models bench-training loadtest clean
+.PHONY: help serve test test-quick mutation lint format audit models bench-training loadtest clean image image-test image-lock deploy-check
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -59,6 +65,29 @@ bench-training: $(VENV)/.dev  ## training benchmarks -> docs/benchmarks.md
 
 loadtest: $(VENV)/.dev  ## start the service and load it with Locust (1 image per request, 64 users)
 	$(BIN)/python -m loadtests.run --scenario json-1
+
+deploy-check: $(VENV)/.dev  ## render deploy/k8s with kubectl kustomize and validate it, no cluster needed
+	$(BIN)/python -m pytest tests/deploy
+
+image: $(VENV)/.serve  ## build the bento and its image mnist-serve:$(VARIANT) (VARIANT=cuda or cpu)
+	@case "$(VARIANT)" in cpu|cuda) ;; *) echo "make image: VARIANT must be cpu or cuda, got '$(VARIANT)'" >&2; exit 2;; esac
+	@test -n "$(OCI_BACKEND)" || { echo "make image: no docker daemon, podman or buildah found" >&2; exit 2; }
+	@# containerize runs in build/containerize with its temporary build context there too: BentoML 1.4.39 refuses
+	@# a dockerfile_template outside the working directory, and its context is a temporary folder (BentoML #5566).
+	mkdir -p build/containerize
+	tag=$$($(BIN)/bentoml build -f $(BENTOFILE) --output tag | sed -n 's/^__tag__://p') && \
+	cd build/containerize && TMPDIR=$$PWD $(abspath $(BIN))/bentoml containerize "$$tag" \
+		--backend $(OCI_BACKEND) --image-tag mnist-serve:$(VARIANT)
+
+image-test: $(VENV)/.dev  ## build both images and smoke-test them (needs podman as root, or docker)
+	$(BIN)/python -m pytest tests/image -m slow
+
+image-lock: $(VENV)/.dev  ## re-lock the images' Python packages (deploy/image/*.lock.txt, with hashes)
+	for variant in cpu cuda; do \
+		$(BIN)/uv pip compile deploy/image/requirements-$$variant.in --python-version 3.11 \
+			--python-platform x86_64-manylinux_2_28 --generate-hashes --no-header --quiet \
+			-o deploy/image/requirements-$$variant.lock.txt || exit 1; \
+	done
 
 clean:
 	rm -rf $(VENV) runs mutants .pytest_cache .ruff_cache .hypothesis *.egg-info
