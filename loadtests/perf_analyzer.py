@@ -78,7 +78,7 @@ def fetch(cache: Path = CACHE) -> PerfAnalyzer:
 def why_not_runnable(tool: PerfAnalyzer) -> str | None:
     """None when the binary starts here; otherwise what is missing (not fetched, a library, the platform)."""
     if not tool.binary.exists():
-        return f"{tool.binary} is missing: run `python -m loadtests.perf_analyzer fetch` (or `make perf-analyzer`)"
+        return f"{tool.binary} is missing: run `python -m loadtests.perf_analyzer fetch`"
     try:
         done = subprocess.run(
             tool.command("--version"), env=tool.env, capture_output=True, text=True, timeout=30, check=False
