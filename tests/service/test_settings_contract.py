@@ -128,3 +128,73 @@ def test_metadata_reports_the_defaults_of_an_empty_environment(from_empty_env: S
     assert {name: as_documented(value) for name, value in reported.items()} == {
         name: documented[name] for name in reported
     }
+
+
+# Each variable set to a value other than its default, and what the settings must then hold.
+SET: dict[str, tuple[str, object]] = {
+    "MNIST_MODEL": ("pigeon", "pigeon"),
+    "MNIST_MODELS_DIR": ("/srv/models", "/srv/models"),
+    "MNIST_DEVICE": ("cpu", "cpu"),
+    "MNIST_REQUIRE_GPU": ("1", True),
+    "MNIST_ORT_THREADS": ("3", 3),
+    "MNIST_ORT_SPINNING": ("yes", True),
+    "MNIST_CUDA_TF32": ("on", True),
+    "MNIST_BATCHING": ("0", False),
+    "MNIST_MAX_BATCH_SIZE": ("7", 7),
+    "MNIST_MAX_LATENCY_MS": ("9", 9),
+    "MNIST_MAX_QUEUE": ("11", 11),
+    "MNIST_WORKERS": ("2", 2),
+    "MNIST_FAST_PATH": ("false", False),
+    "MNIST_TRACE_PREDICT": ("TRUE", True),
+    "MNIST_MAX_IMAGES": ("13", 13),
+    "MNIST_MAX_BODY_BYTES": ("2048", 2048),
+    "MNIST_MAX_HEADERS": ("20", 20),
+    "MNIST_MAX_HEADER_BYTES": ("4096", 4096),
+    "MNIST_BODY_TIMEOUT_S": ("4", 4),
+    "MNIST_API_TOKEN": ("s3cret", "s3cret"),
+    "MNIST_LOG_FORMAT": (" JSON ", "json"),
+    "MNIST_CORS_ORIGINS": (" https://a.example, https://b.example ,,", ("https://a.example", "https://b.example")),
+    "MNIST_DRAIN_S": ("0", 0),
+}
+# The smallest value each integer setting takes; one less is refused, naming the variable.
+MINIMUM = {
+    "MNIST_ORT_THREADS": 0,
+    "MNIST_MAX_BATCH_SIZE": 2,
+    "MNIST_MAX_LATENCY_MS": 1,
+    "MNIST_MAX_QUEUE": 1,
+    "MNIST_WORKERS": 1,
+    "MNIST_MAX_IMAGES": 1,
+    "MNIST_MAX_BODY_BYTES": 1024,
+    "MNIST_MAX_HEADERS": 10,
+    "MNIST_MAX_HEADER_BYTES": 1024,
+    "MNIST_BODY_TIMEOUT_S": 1,
+    "MNIST_DRAIN_S": 0,
+}
+
+
+def test_every_variable_has_a_value_to_set() -> None:
+    assert set(SET) == set(FIELDS)
+
+
+@pytest.mark.parametrize("name", sorted(SET))
+def test_each_variable_reaches_its_setting_and_no_other(name: str, from_empty_env: ServiceSettings) -> None:
+    raw, expected = SET[name]
+    assert FIELDS[name](from_empty_env) != expected  # a value other than the default
+    settings = ServiceSettings.from_env({name: raw})
+    for other, field in FIELDS.items():
+        assert field(settings) == (expected if other == name else field(from_empty_env)), other
+
+
+@pytest.mark.parametrize("name", sorted(MINIMUM))
+def test_an_integer_setting_takes_its_minimum_and_refuses_less(name: str) -> None:
+    assert FIELDS[name](ServiceSettings.from_env({name: str(MINIMUM[name])})) == MINIMUM[name]
+    with pytest.raises(ValueError, match=rf"^{name}: got {MINIMUM[name] - 1}; allowed: an integer >= {MINIMUM[name]}"):
+        ServiceSettings.from_env({name: str(MINIMUM[name] - 1)})
+    with pytest.raises(ValueError, match=rf"^{name}: got 'many'"):
+        ServiceSettings.from_env({name: "many"})
+
+
+def test_an_empty_value_is_the_default_and_an_unknown_log_format_is_refused(from_empty_env: ServiceSettings) -> None:
+    assert ServiceSettings.from_env(dict.fromkeys(SET, "")) == from_empty_env
+    with pytest.raises(ValueError, match="MNIST_LOG_FORMAT: got 'xml'"):
+        ServiceSettings.from_env({"MNIST_LOG_FORMAT": "xml"})
