@@ -184,11 +184,13 @@ async def open_inference(serving: Serving, scope: Scope, body: bytes) -> Answer:
 
 
 def v2_document(serving: Serving, what: v2.Route) -> dict:
-    """The JSON body of a v2 GET route. Live and ready are always true here: this code runs only once the
-    worker's model is loaded (before, BentoML answers)."""
+    """The JSON body of a v2 GET route. Live is always true here (this code runs only once the worker's model is
+    loaded; before, BentoML answers); ready too, until SIGTERM starts the drain (503, as /readyz)."""
     meta, settings = serving.runtime.metadata, serving.settings
     if what == "server":
         return v2.server_metadata(SERVER_VERSION)
+    if what in ("ready", "model_ready") and serving.drain.draining:
+        raise ClientError(503, "not ready: the server is stopping (SIGTERM); send to another replica")
     if what in ("live", "ready"):
         return v2.health(what)
     if what == "model_ready":

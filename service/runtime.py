@@ -207,7 +207,7 @@ class ModelRuntime:
         providers: list = [CPU]
         if want_cuda:
             if hasattr(ort, "preload_dlls"):
-                try:  # CUDA 13 / cuDNN 9 from the nvidia-* pip wheels (or torch) when they are installed
+                try:  # the CUDA 13 libraries from the nvidia-* pip wheels (or torch) when they are installed
                     ort.preload_dlls()
                 except Exception as exc:  # noqa: BLE001 - a failed preload only means ORT searches the system paths
                     log.warning("onnxruntime.preload_dlls() failed: %s", exc)
@@ -221,7 +221,8 @@ class ModelRuntime:
             if self.config.require_gpu:
                 raise ModelLoadError(
                     "CUDA was required (MNIST_REQUIRE_GPU=1) but ONNX Runtime fell back to CPU: check the NVIDIA "
-                    "driver, CUDA 13 and cuDNN 9 (pip install 'onnxruntime-gpu[cuda,cudnn]')"
+                    "driver and the CUDA 13 libraries (the mnist-serve:cuda image has them; elsewhere pip install "
+                    "'onnxruntime-gpu[cuda]' nvidia-cublas)"
                 )
             log.warning("CUDA execution provider unavailable; ONNX Runtime fell back to %s", in_use)
         return session

@@ -11,6 +11,7 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from .drain import Drain
 from .fastpath import FastPredictor
 from .predictor import Predictor
 from .runtime import ACTIVATIONS, ModelRuntime
@@ -24,10 +25,14 @@ class Serving:
     runtime: ModelRuntime
     predictor: Predictor
     batcher: FastPredictor  # every door's way to the predictor: adaptive batching, or inline when it is off
+    drain: Drain = dataclasses.field(default_factory=lambda: Drain(0))  # whether SIGTERM has made it not ready
 
     @classmethod
-    def start(cls, settings: ServiceSettings, routes: Mapping[str, type[PixelRequest]]) -> Serving:
-        """Load and warm the model; `routes` are the JSON routes' request models (path -> model).
+    def start(
+        cls, settings: ServiceSettings, routes: Mapping[str, type[PixelRequest]], drain: Drain | None = None
+    ) -> Serving:
+        """Load and warm the model; `routes` are the JSON routes' request models (path -> model); `drain` the
+        worker's SIGTERM drain, whose state the readiness answers report.
 
         Warmed up to the largest call the worker can make: the first call of a new size grows ONNX Runtime's
         memory arena (on the CPU the first two 1024-image calls took 15-17 ms, the next 11-12 ms; on a GPU the
@@ -37,7 +42,8 @@ class Serving:
         largest = max(settings.batching.max_batch_size, settings.limits.max_images)
         runtime = ModelRuntime(dataclasses.replace(settings.runtime, warmup_rows=largest))
         predictor = Predictor(runtime)
-        return cls(settings, runtime, predictor, FastPredictor(routes, predictor, settings.batching))
+        batcher = FastPredictor(routes, predictor, settings.batching)
+        return cls(settings, runtime, predictor, batcher, drain or Drain(settings.drain_s))
 
     def model_info(self) -> ModelInfo:
         """The body of GET /metadata: the served model, the execution provider in use, batching and limits."""

@@ -83,8 +83,12 @@ def test_a_draining_worker_is_not_ready_and_closes_connections_after_answers() -
         assert client.get("/readyz").status_code == 200
         one = {"images": [[0.0] * 784]}
         assert client.post("/predict", json=one).headers.get("connection") != "close"
-        bentoml.get_current_service().drain.draining = True
+        assert client.get("/v2/health/ready").status_code == 200
+        bentoml.get_current_service().serving.drain.draining = True
         assert client.get("/readyz").status_code == 503
+        assert client.get("/v2/health/ready").status_code == 503  # KServe's readiness, as /readyz
+        assert client.get("/v2/models/default/ready").status_code == 503
+        assert client.get("/v2/health/live").status_code == 200
         assert client.get("/livez").status_code == 200  # alive: Kubernetes must not restart it meanwhile
         for answer in (client.post("/predict", json=one), client.get("/readyz"), client.post("/predict", json={})):
             assert answer.headers["connection"] == "close"
