@@ -29,6 +29,9 @@ $(VENV)/.serve: pyproject.toml | $(BIN)/python
 
 $(VENV)/.dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e ".[dev]"
+	@# Triton's perf_analyzer for the v2 interop tests (loadtests/perf_analyzer.py); where it cannot be had,
+	@# its test says why (and fails in CI)
+	$(BIN)/python -m loadtests.perf_analyzer fetch || echo "perf_analyzer not fetched: its interop test will say why"
 	touch $@ $(VENV)/.serve
 
 serve: $(VENV)/.serve  ## set up, then serve models/$(MODEL) on port $(PORT)

@@ -10,8 +10,8 @@ cuda image serves on the CPU where no GPU is) is built once, then:
   the packages (and versions) of its lock file;
 - SIGTERM while requests are in flight: every request sent before the drain ended is answered 200, and the
   container exits 0 within the grace period;
-- a bad deployment (a missing model, a malformed MNIST_* variable) ends the container at once with one line
-  naming the cause and a non-zero exit.
+- a bad deployment (a missing model, a malformed MNIST_* variable, MNIST_REQUIRE_GPU=1 with no GPU) ends the
+  container at once with one line naming the cause and a non-zero exit.
 The containers use the host's network (loopback only): no port mapping, so nothing is left in iptables.
 """
 
@@ -225,6 +225,7 @@ def test_sigterm_answers_what_is_in_flight_and_exits_0(tool: tuple[str, dict[str
     [
         ({"MNIST_MODEL": "no-such-model"}, "no-such-model"),
         ({"MNIST_MAX_QUEUE": "many"}, "MNIST_MAX_QUEUE"),
+        ({"MNIST_REQUIRE_GPU": "1"}, "CUDA"),  # the gpu overlay's setting, on a machine with no GPU
     ],
 )
 def test_a_bad_deployment_ends_the_container_with_one_line(
