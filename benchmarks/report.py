@@ -28,7 +28,7 @@ def machine_description() -> str:
 def git_commit() -> str:
     try:
         describe = ["git", "describe", "--always", "--dirty=+uncommitted changes", "--abbrev=7"]
-        return subprocess.run(describe, capture_output=True, text=True).stdout.strip()
+        return subprocess.run(describe, capture_output=True, text=True).stdout.strip() or "unknown (not a git checkout)"
     except OSError:
         return "unknown"
 
