@@ -92,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.users} users sending `{args.scenario}` back to back; "
         f"SIGTERM to `bentoml serve` after {args.after:g} s.\n\n"
         f"- requests in flight at the signal: {sum(in_flight.values())}, answered: {dict(in_flight)}\n"
-        f"- requests sent after the signal: {dict(after)} (refused or reset: the listener is closed)\n"
+        f"- requests sent after the signal: {dict(after)} (answered during the drain, MNIST_DRAIN_S="
+        f"{os.environ.get('MNIST_DRAIN_S', '5')} s; refused or reset once the listener is closed)\n"
         f"- every server process exited {exited_in:.2f} s after the signal (exit status {server.returncode})\n"
     )
     print(body)

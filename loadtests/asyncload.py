@@ -28,6 +28,8 @@ import numpy as np
 
 from .payloads import Payloads, check_response, read_answer, right_digits
 
+UNTOLD_503 = "HTTP 503 without Retry-After"
+
 
 @dataclass(frozen=True)
 class LoadConfig:
@@ -111,7 +113,9 @@ async def _send(session, cfg: LoadConfig, payloads: Payloads, result: LoadResult
     result.latencies_by_status.setdefault(status, []).append(latency)
     result.statuses[status] += 1
     if status != 200:
-        result.failures[f"HTTP {status}"] += 1
+        # a 503 the service sheds says when to retry; one without Retry-After came from elsewhere (a balancer)
+        told = status != 503 or "retry-after" in response_headers
+        result.failures[f"HTTP {status}" if told else UNTOLD_503] += 1
         return
     answer = read_answer(body, response_headers)
     problem = answer if isinstance(answer, str) else check_response(answer, request)
