@@ -12,11 +12,10 @@ MNIST_FAST_PATH=0 hands both routes back to BentoML's API layer.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 import bentoml
@@ -82,6 +81,22 @@ class BatchPredictor(Protocol):
     def predict_batch(self, batch: RequestBatch) -> ResponseBatch: ...
 
 
+class Admission:
+    """What `FastPredictor.admitted` returns: leaving the `with` gives the admitted request's place back. One per
+    batcher, reused by every request (a generator-based context manager cost 0.8 us a request, 1% of json-1)."""
+
+    __slots__ = ("release",)
+
+    def __init__(self, release: Callable[[], None]) -> None:
+        self.release = release
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *_exc: object) -> None:
+        self.release()
+
+
 class FastPredictor:
     """Validated request in, JSON bytes out: through the adaptive batcher, or inline when batching is off."""
 
@@ -91,6 +106,7 @@ class FastPredictor:
         self.batching = batching
         self._infer: Callable | None = None
         self._queued = 0
+        self._admission = Admission(self._release)
         self.stats = ModelStatistics()  # this worker's, for Triton's statistics extension (GET /v2/.../stats)
         if batching.enabled:
             # Wrapped once here (BentoML's route wraps its callback again for every request). One batcher for
@@ -129,19 +145,19 @@ class FastPredictor:
         """Requests admitted and not yet answered: being decoded, waiting for, or in, an ONNX Runtime call."""
         return self._queued
 
-    @contextlib.contextmanager
-    def admitted(self, route: str) -> Iterator[None]:
+    def admitted(self, route: str) -> Admission:
         """Every door's admission, before it parses anything (shedding must cost less than serving): refused at
         once (503 + Retry-After) when MNIST_MAX_QUEUE requests are already admitted, since one more would only
-        wait past the latency budget and slow every request behind it; counted until answered otherwise."""
+        wait past the latency budget and slow every request behind it; counted until answered otherwise.
+        Use it as `with batcher.admitted(route): ...`: the count is taken here and given back on leaving."""
         if self._queued >= self.batching.max_queue:
             shed_counter().labels(route=route).inc()
             raise overloaded(f"{self._queued} requests are queued (MNIST_MAX_QUEUE={self.batching.max_queue})")
         self._queued += 1
-        try:
-            yield
-        finally:
-            self._queued -= 1
+        return self._admission
+
+    def _release(self) -> None:
+        self._queued -= 1
 
     async def respond(self, route: str, body: bytes) -> bytes:
         """A request body -> the JSON body of its 200, or ClientError: 503 when full, 400 naming the field."""

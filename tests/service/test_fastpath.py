@@ -163,3 +163,15 @@ def test_a_shed_request_is_told_when_to_retry() -> None:
     with pytest.raises(ClientError) as refused, fast.admitted("/predict"):
         pass
     assert (refused.value.status, refused.value.headers) == (503, {"retry-after": "1"})
+
+
+def test_an_admitted_request_gives_its_place_back_however_it_ends() -> None:
+    fast = predictor(StandIn(), max_queue=2)
+    with fast.admitted("/predict"):
+        assert fast.queued == 1
+        with fast.admitted("/predict"):
+            assert fast.queued == 2
+    assert fast.queued == 0
+    with pytest.raises(ClientError), fast.admitted("/predict"):
+        raise ClientError(400, "a bad body, found after admission")
+    assert fast.queued == 0
