@@ -27,7 +27,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
-from . import v2
+from . import openapi, v2
 from .errors import ClientError
 from .guard import ASGIApp, Receive, Scope, Send, read_body, replay, send_json, send_refusal
 from .images import pixels_from_upload
@@ -59,6 +59,9 @@ class Doors:
         }
         if fast_path:
             self.handlers |= {("POST", "/predict"): predict_json, ("POST", "/predict_bytes"): predict_json}
+        # the API page and its document: BentoML's, completed into the service's own (service/openapi.py)
+        self.handlers |= {("GET", "/"): api_page, ("GET", "/docs.json"): self.api_document}
+        self._document: bytes | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         handler = None
@@ -87,6 +90,34 @@ class Doors:
             return
         body, headers = answer if isinstance(answer, tuple) else (answer, None)
         await send_json(send, 200, body, headers)
+
+    async def api_document(self, serving: Serving, scope: Scope, body: bytes) -> bytes:
+        """BentoML's /docs.json, completed once per worker (the model's name and version are in it)."""
+        if self._document is None:
+            generated = await inner_get(self.app, scope, "/docs.json")
+            self._document = json.dumps(openapi.complete(json.loads(generated), serving.runtime.metadata)).encode()
+        return self._document
+
+
+async def inner_get(app: ASGIApp, scope: Scope, path: str) -> bytes:
+    """The body BentoML's own app answers to `GET path`, asked in-process."""
+    chunks: list[bytes] = []
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict) -> None:
+        if message["type"] == "http.response.body":
+            chunks.append(message.get("body", b""))
+
+    inner = {**scope, "method": "GET", "path": path, "raw_path": path.encode(), "query_string": b""}
+    await app(inner, receive, send)
+    return b"".join(chunks)
+
+
+async def api_page(serving: Serving, scope: Scope, body: bytes) -> Answer:
+    title = f"mnist-serve: {serving.runtime.metadata.name}"
+    return openapi.page(title).encode(), {"content-type": "text/html; charset=utf-8"}
 
 
 async def predict_json(serving: Serving, scope: Scope, body: bytes) -> bytes:

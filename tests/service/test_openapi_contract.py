@@ -17,7 +17,25 @@ pytestmark = pytest.mark.slow  # about 30 s: in `make test` (CI), not in the qui
 EXAMPLES_PER_ROUTE = 40  # bounded: the whole contract run takes about 30 s on 2 cores
 # Where the schema cannot say what is valid, a schema-valid request may rightly get a 400: base64 must decode
 # to whole 784-byte images, and an upload must be a picture. Every other check runs on every route.
-SEMANTIC_BODIES = {"/predict_bytes", "/predict_image"}
+# v2 infer likewise: a tensor's shape must match its data's length, and a binary body is the JSON header's bytes.
+SEMANTIC_BODIES = {
+    "/predict_bytes",
+    "/predict_image",
+    "/v2/models/{model_name}/infer",
+    "/v2/models/{model_name}/versions/{model_version}/infer",
+}
+
+
+V2_PATHS = {
+    "/v2",
+    "/v2/health/live",
+    "/v2/health/ready",
+    "/v2/models/{model_name}",
+    "/v2/models/{model_name}/ready",
+    "/v2/models/{model_name}/infer",
+    "/v2/models/{model_name}/config",
+    "/v2/models/{model_name}/stats",
+}
 
 
 def send(client: TestClient, case: schemathesis.Case) -> Any:  # noqa: ANN401 - an httpx response
@@ -44,7 +62,7 @@ def test_every_route_keeps_its_contract(client: TestClient) -> None:
     requests each."""
     schema = schemathesis.openapi.from_dict(client.get("/docs.json").json())
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert {op.path for op in operations} >= {"/predict", "/predict_bytes", "/predict_image", "/metadata"}
+    assert {op.path for op in operations} >= {"/predict", "/predict_bytes", "/predict_image", "/metadata"} | V2_PATHS
     for operation, mode in itertools.product(operations, schemathesis.GenerationMode):
         if mode is schemathesis.GenerationMode.NEGATIVE and not len(operation.body):
             continue  # nothing to break in a request without a body (health, metrics)
