@@ -6,7 +6,7 @@ Deployment's requests, limits, startup probe and autoscaling target; writes the 
 docs/deploy.md.
 
     python -m benchmarks.pod_sizing
-    python -m benchmarks.pod_sizing --capacity 1700 --shares 25 50 75 90 --no-record
+    python -m benchmarks.pod_sizing --capacity 1700 --shares 50 100 150 --no-record
     python -m benchmarks.pod_sizing --workers 4      # on a GPU node, with MNIST_DEVICE as it finds it
 
 The server runs on core 0 and the load client (loadtests.asyncload) on core 1, as in the other benchmarks.
@@ -167,7 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--starts", type=int, default=3, help="starts timed to ready; the loads run on the last")
     p.add_argument("--duration", type=float, default=15.0, help="seconds of each load")
     p.add_argument("--capacity", type=float, default=1700.0, help="one-image requests/s the pod can serve")
-    p.add_argument("--shares", type=float, nargs="+", default=[25, 50, 75, 90], help="%% of capacity to offer")
+    p.add_argument(
+        "--shares", type=float, nargs="+", default=[25, 50, 75, 100, 125, 150], help="%% of capacity to offer"
+    )
     p.add_argument("--no-record", action="store_true", help="print only; leave docs/deploy.md alone")
     args = p.parse_args(argv)
     pin_to("1")

@@ -174,6 +174,27 @@ def test_the_keda_query_selects_the_rendered_service(rendered: dict[str, list[Do
                 assert selected <= services, f"{name}: {selected} are not the rendered {services}"
 
 
+def quantity(value: str) -> float:
+    """A Kubernetes quantity as the HPA reads it ("5m" = 0.005); plain numbers as they are."""
+    return float(value[:-1]) / 1000 if value.endswith("m") else float(value)
+
+
+def test_hpa_and_keda_variants_scale_on_the_same_targets(rendered: dict[str, list[Document]]) -> None:
+    """An overlay and its -keda twin are one choice of autoscaler, not two tunings: each HPA target (in order)
+    is the matching KEDA trigger's threshold."""
+    twins = [(name, f"{name}-keda") for name in rendered if f"{name}-keda" in rendered]
+    assert twins, "no overlay with a -keda twin"
+    for hpa_overlay, keda_overlay in twins:
+        (hpa,) = of_kind(rendered[hpa_overlay], "HorizontalPodAutoscaler")
+        (scaled,) = of_kind(rendered[keda_overlay], "ScaledObject")
+        targets = [quantity(m["pods"]["target"]["averageValue"]) for m in hpa["spec"]["metrics"]]
+        thresholds = [float(t["metadata"]["threshold"]) for t in scaled["spec"]["triggers"]]
+        assert targets == pytest.approx(thresholds), f"{hpa_overlay} vs {keda_overlay}"
+        assert hpa["spec"]["minReplicas"] == scaled["spec"]["minReplicaCount"]
+        assert hpa["spec"]["maxReplicas"] == scaled["spec"]["maxReplicaCount"]
+        assert hpa["spec"]["behavior"] == scaled["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+
+
 def test_selectors_select_the_pods(rendered: dict[str, list[Document]]) -> None:
     for name, docs in rendered.items():
         if name == KSERVE:
