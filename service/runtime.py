@@ -202,7 +202,7 @@ class ModelRuntime:
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.config.spinning else "0")
         options.add_session_config_entry("session.inter_op.allow_spinning", "1" if self.config.spinning else "0")
         want_cuda = self.config.device == "cuda" or self.config.require_gpu
-        if self.config.device == "auto":
+        if self.config.device == "auto" and not self.config.require_gpu:  # required: asked for, and checked below
             want_cuda = CUDA in ort.get_available_providers() and cuda_driver_present()
         providers: list = [CPU]
         if want_cuda:

@@ -163,6 +163,9 @@ def test_serves_real_digits_read_only_and_non_root(tool: tuple[str, dict[str, st
         assert upload.json()["predictions"][0]["label"] == "7"
         assert (metadata["name"], metadata["execution_provider"]) == ("default", "CPUExecutionProvider")
         assert box.shell("id -u").strip() != "0"
+        start_up = box.logs()
+        assert "Read-only file system" not in start_up
+        assert "W:onnxruntime" not in start_up, start_up  # nothing of ONNX Runtime's warns on a healthy start
         assert box.shell("touch /probe 2>&1 || echo refused").strip().endswith("refused")  # read-only root
     assert ready_in < READY_WITHIN_S
 

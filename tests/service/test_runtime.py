@@ -104,9 +104,10 @@ def test_cuda_falls_back_to_cpu_and_says_so(caplog: pytest.LogCaptureFixture) ->
 
 
 @no_gpu
-def test_required_gpu_is_a_startup_error_not_a_fallback() -> None:
+@pytest.mark.parametrize("device", ["cuda", "auto"])  # auto: the default, with the gpu overlay's MNIST_REQUIRE_GPU=1
+def test_required_gpu_is_a_startup_error_not_a_fallback(device: str) -> None:
     with pytest.raises(ModelLoadError, match="CUDA was required"):
-        runtime(device="cuda", require_gpu=True)
+        runtime(device=device, require_gpu=True)
 
 
 @pytest.mark.cuda
