@@ -50,6 +50,26 @@ PRESETS: dict[str, Preset] = {
         "784-512-256-10 ReLU, dropout 0.2, AdamW + one-cycle, +-2 px shifts: the shipped default",
         accuracy_floor=0.985,
     ),
+    "distorted": Preset(
+        ModelConfig(hidden=(800, 800), activation="relu", dropout=0.0, head="softmax"),
+        {
+            "optimizer": "adamw",
+            "lr": 1e-3,
+            "weight_decay": 1e-4,
+            "schedule": "onecycle",
+            "epochs": 72,
+            "batch_size": 128,
+            "augment_rotate": 10.0,
+            "augment_scale": 0.1,
+            "augment_translate": 2.0,
+            "elastic_alpha": 1.0,
+            "elastic_sigma": 4.0,
+            "keep": "last",
+        },
+        "784-800-800-10 ReLU, AdamW + one-cycle, each batch distorted: +-10 deg, +-10% per axis, +-2 px, elastic "
+        "(1 px RMS, sigma 4 px); keeps the last epoch",
+        accuracy_floor=0.99,
+    ),
     "deep": Preset(
         ModelConfig(hidden=(256, 256, 256, 256), activation="leaky_relu", dropout=0.1, head="softmax"),
         {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 1e-4, "schedule": "cosine", "epochs": 10},

@@ -25,6 +25,7 @@ from training.train import TrainConfig, main, resolve_device
         (lambda: TrainConfig(batch_size=0), "batch_size"),
         (lambda: TrainConfig(epochs=0), "epochs"),
         (lambda: TrainConfig(preset="resnet"), "preset"),
+        (lambda: TrainConfig(keep="first"), "keep"),
         (lambda: DataConfig(positive_digits=(3, 10)), "positive_digits"),
         (lambda: DataConfig(positive_digits=()), "positive_digits"),
         (lambda: DataConfig(positive_digits=tuple(range(10))), "positive_digits"),

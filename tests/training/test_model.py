@@ -13,6 +13,7 @@ from training.presets import PRESETS
         ("pigeon", 28 * 28 * 30 + 30 + 30 * 1 + 1),
         ("mnist-nn", 39_760),
         ("default", 784 * 512 + 512 + 512 * 256 + 256 + 2570),
+        ("distorted", 784 * 800 + 800 + 800 * 800 + 800 + 8010),  # 1,276,810
     ],
 )
 def test_preset_parameter_counts_match_the_textbook(preset: str, expected: int) -> None:

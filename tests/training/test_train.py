@@ -161,6 +161,18 @@ def test_best_checkpoint_keeps_the_epoch_with_the_best_validation_accuracy(tmp_p
     assert best.best_accuracy == 0.7
 
 
+def test_keep_last_takes_every_epoch_whatever_its_accuracy(tmp_path: Path, synthetic_splits: MNISTSplits) -> None:
+    kept = BestCheckpoint(tmp_path / "best.pt")
+    written = [kept.offer(acc, lambda e=epoch: {"epoch": e}, always=True) for epoch, acc in enumerate([0.7, 0.5], 1)]
+    assert written == [True, True]
+    kept.save()
+    assert torch.load(tmp_path / "best.pt", weights_only=True)["epoch"] == 2
+    cfg = tiny_run(tmp_path, synthetic_splits, "last", epochs=3, keep="last")
+    result = train(ModelConfig(hidden=(8,)), cfg, DataConfig(), data=synthetic_splits)
+    assert result.summary["best_epoch"] == 3
+    assert result.summary["val_accuracy"] == result.history[-1]["val_accuracy"]
+
+
 def test_a_resumed_run_keeps_its_best_accuracy(tmp_path: Path) -> None:
     best = BestCheckpoint(tmp_path / "best.pt", best_accuracy=0.9)
     assert not best.offer(0.8, lambda: {"epoch": 3})
@@ -359,6 +371,8 @@ def test_each_cli_flag_lands_in_the_setting_it_names() -> None:
         "--dropout", "0.1", "--head", "softmax",
         "--epochs", "7", "--batch-size", "16", "--grad-accum", "4", "--optimizer", "sgd", "--lr", "0.5",
         "--momentum", "0.8", "--weight-decay", "0.01", "--schedule", "cosine", "--augment-shift", "3",
+        "--augment-rotate", "12", "--augment-scale", "0.15", "--augment-translate", "1.5", "--elastic-alpha", "0.8",
+        "--elastic-sigma", "5", "--keep", "last",
         "--seed", "9", "--device", "cpu", "--no-amp", "--threads", "2", "--dry-run",
     ]  # fmt: skip
     model_cfg, train_cfg, data_cfg, resume = configs_from_args(build_parser().parse_args(argv))
@@ -368,7 +382,8 @@ def test_each_cli_flag_lands_in_the_setting_it_names() -> None:
     )
     assert train_cfg == TrainConfig(
         preset="pigeon", run_name="r", out_dir="o", epochs=7, batch_size=16, grad_accum=4, optimizer="sgd", lr=0.5,
-        momentum=0.8, weight_decay=0.01, schedule="cosine", augment_shift=3, seed=9, device="cpu", amp=False,
+        momentum=0.8, weight_decay=0.01, schedule="cosine", augment_shift=3, augment_rotate=12.0, augment_scale=0.15,
+        augment_translate=1.5, elastic_alpha=0.8, elastic_sigma=5.0, keep="last", seed=9, device="cpu", amp=False,
         threads=2, dry_run=True,
     )  # fmt: skip
     assert data_cfg == DataConfig(root="d", val_size=100, train_subset=500, positive_digits=(3, 4), download=False)
