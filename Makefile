@@ -35,7 +35,7 @@ $(VENV)/.dev: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.serve
 
 serve: $(VENV)/.serve  ## set up, then serve models/$(MODEL) on port $(PORT)
-	MNIST_MODEL=$(MODEL) $(BIN)/bentoml serve service.service:MNISTService --port $(PORT)
+	MNIST_MODEL=$(MODEL) $(BIN)/bentoml serve service.app:MNISTService --port $(PORT)
 
 test: $(VENV)/.dev  ## set up, then run the whole test suite
 	$(BIN)/python -m pytest

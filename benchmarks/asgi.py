@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     from starlette.testclient import TestClient
 
-    from service.service import MNISTService
+    from service.app import MNISTService
 
     request = Payloads.load(args.scenario).next()
     body = request.body

@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from service.compat import RecoveringCorkDispatcher
+from service.bentoml_internals import RecoveringCorkDispatcher
 
 from .report import update_section
 

@@ -22,8 +22,9 @@ import numpy as np
 
 from loadtests.baselines.ort_ceiling import ceiling
 from loadtests.payloads import load_sample, v2_binary_request
-from service.schemas import PredictBytesRequest, PredictRequest
-from service.v2 import parse_inference
+from service.codecs.npy import PredictBytesRequest
+from service.codecs.rows import PredictRequest
+from service.codecs.v2 import parse_inference
 
 from .report import update_section
 

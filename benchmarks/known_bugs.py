@@ -54,13 +54,13 @@ BUGS = [
     ),
     Bug(
         "/predict_bytes scales uint8 by 256",
-        "service/decoding.py",
+        "service/codecs/pixels.py",
         "UINT8_SCALE = 255.0",
         "UINT8_SCALE = 256.0",
     ),
     Bug(
         "softmax without the max subtraction",
-        "service/runtime.py",
+        "service/heads.py",
         "z = logits - logits.max(axis=1, keepdims=True)",
         "z = logits.copy()",
     ),

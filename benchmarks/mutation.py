@@ -38,11 +38,11 @@ SCOPE = {
     "request decoding (/predict, /predict_bytes)": ["service.decoding.*"],
     "request batching and per-request slicing": [
         "service.predictor.*",
-        "service.compat.xǁRequestContainerǁ*",
-        "service.compat.xǁResponseContainerǁ*",
+        "service.bentoml_internals.xǁRequestContainerǁ*",
+        "service.bentoml_internals.xǁResponseContainerǁ*",
         "service.fastpath.xǁFastPredictorǁ*",
     ],
-    "image preprocessing (/predict_image)": ["service.images.*"],
+    "image preprocessing (/predict_image)": ["service.codecs.images.*"],
     "data splits and augmentation": [
         "training.data.x_split_indices__mutmut_*",
         "training.data.x_load_mnist__mutmut_*",
@@ -76,8 +76,8 @@ SCOPE = {
     ],
     "wiring: the CLI's flags to configs": ["training.train.x_configs_from_args__mutmut_*"],
     "wiring: the v2 answers' declared shapes": [
-        "service.v2.x_model_metadata__mutmut_*",
-        "service.v2.x_encode_response__mutmut_*",
+        "service.codecs.v2.x_model_metadata__mutmut_*",
+        "service.codecs.v2.x_encode_response__mutmut_*",
     ],
 }
 # Survivors that no input can tell from the original (on this machine's CPU), by what the mutation did: a glob
@@ -90,12 +90,12 @@ EQUIVALENT: list[tuple[str, str, str]] = [
         "against its rows first): `strict` only guards",
     ),
     (
-        "service.compat.xǁ*Containerǁ*",
+        "service.bentoml_internals.xǁ*Containerǁ*",
         r"batch_dim: int = 1",
         "BentoML's `batch_dim` default: our containers batch along axis 0 and never read it",
     ),
     (
-        "service.compat.xǁRequestContainerǁbatches_to_batch__*",
+        "service.bentoml_internals.xǁRequestContainerǁbatches_to_batch__*",
         r"if \(len\(batches\) == 1\) and False else",
         "always concatenating: the same rows, only a copy more (the `len == 1` branch saves it)",
     ),
@@ -132,13 +132,13 @@ EQUIVALENT: list[tuple[str, str, str]] = [
         "NumPy reads any negative size in reshape as 'the rest', like -1",
     ),
     (
-        "service.images.x_mnist_from_image__*",
+        "service.codecs.images.x_mnist_from_image__*",
         r"top, left = \((28|29) - digit\.shape\[0\]\) // [23], \((28|29) - digit\.shape\[1\]\) // [23]",
         "the glyph's first placement: centring by mass then puts it at clip(round(13.5 - its centre), 0, 28 - size) "
         "on each axis, which does not depend on where it started",
     ),
     (
-        "service.images.x_mnist_from_image__*",
+        "service.codecs.images.x_mnist_from_image__*",
         r"ink = gray >= INK_THRESHOLD",
         "a pixel exactly at the threshold: float32 pixels (k / 255) never equal the float64 0.2 * max exactly",
     ),
@@ -186,7 +186,7 @@ EQUIVALENT: list[tuple[str, str, str]] = [
         "every parameter of an MLP gets a gradient in every update, so zeroed and absent gradients give the same step",
     ),
     (
-        "service.images.x_to_grayscale__*",
+        "service.codecs.images.x_to_grayscale__*",
         r"Image\.new\(\"RGBA\", rgba\.size, \((256, 255, 255, 255|255, 256, 255, 255|255, 255, 256, 255|"
         r"255, 255, 255, 256)\)\)",
         "Pillow clamps channel values to 255: (256, 255, 255, 255) is white too",

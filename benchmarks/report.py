@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 import platform
 import re
-import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
+
+from training.provenance import git_commit
 
 DEFAULT_DOC = Path("docs/benchmarks.md")
 HEADER = "# Benchmarks\n\nEvery figure below comes from the command printed beside it.\n"
@@ -25,17 +26,9 @@ def machine_description() -> str:
     return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, {platform.system()}"
 
 
-def git_commit() -> str:
-    try:
-        describe = ["git", "describe", "--always", "--dirty=+uncommitted changes", "--abbrev=7"]
-        return subprocess.run(describe, capture_output=True, text=True).stdout.strip() or "unknown (not a git checkout)"
-    except OSError:
-        return "unknown"
-
-
 def update_section(section: str, body: str, command: str, path: Path = DEFAULT_DOC) -> None:
     """Replace (or append) the block between `<!-- section:start -->` and `<!-- section:end -->`."""
-    stamp = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, commit {git_commit()}, {machine_description()}"
+    stamp = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, commit {git_commit(abbrev=7)}, {machine_description()}"
     lines = [f"<!-- {section}:start -->", body.rstrip(), "", f"Command: `{command}`  ", f"Measured: {stamp}"]
     block = "\n".join([*lines, f"<!-- {section}:end -->"])
     text = path.read_text() if path.exists() else HEADER

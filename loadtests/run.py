@@ -107,8 +107,8 @@ def cumulative_buckets(metrics_text: str, names: tuple[str, ...]) -> dict[str, f
 
 
 def batch_histogram(metrics_text: str) -> dict[str, float]:
-    """Requests per ONNX Runtime call: the fast path's batcher reports `mnist_adaptive_batch_size`, BentoML's
-    own route (MNIST_FAST_PATH=0) `bentoml_service_adaptive_batch_size`."""
+    """Requests per ONNX Runtime call: the service's batcher reports `mnist_adaptive_batch_size`; BentoML's own
+    batching API (a bento of an older commit) `bentoml_service_adaptive_batch_size`."""
     return cumulative_buckets(metrics_text, ("mnist_adaptive_batch_size", "bentoml_service_adaptive_batch_size"))
 
 

@@ -45,7 +45,7 @@ def free_port() -> int:
 
 
 def bentoml_command(port: int) -> list[str]:
-    return [str(BIN / "bentoml"), "serve", "service.service:MNISTService", "--host", "127.0.0.1", "--port", str(port)]
+    return [str(BIN / "bentoml"), "serve", "service.app:MNISTService", "--host", "127.0.0.1", "--port", str(port)]
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Refusals: one error type for every 4xx/503 the service's doors send, one JSON body, one log line each.
+"""Errors: the model folder that cannot be served, the input that breaks the contract, and refusals (one error
+type for every 4xx/503 the front sends, one JSON body, one log line each).
 
 A refused request is the client's problem, not the server's: it is logged at WARNING as one line (route,
 status, reason), never with a traceback, and under a flood at most `burst` lines per `window` seconds
@@ -16,9 +17,20 @@ from collections import Counter
 
 from pydantic import ValidationError
 
-from .runtime import InputError
-
 log = logging.getLogger("service.refused")
+
+
+class ModelLoadError(RuntimeError):
+    """The model folder cannot be served: missing, corrupt, or not what its metadata says."""
+
+
+class InputError(ValueError):
+    """A request's pixels break the input contract; `field` names where. Raised by the codecs, answered 400."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
 
 
 @dataclasses.dataclass(eq=False)

@@ -1,4 +1,4 @@
-"""Garbage-collector pauses as a Prometheus histogram (`mnist_gc_pause_seconds{generation}`).
+"""Garbage-collector pauses as a Prometheus histogram (`mnist_gc_pause_seconds{generation}`, service/metrics.py).
 
 A collection stops the event loop, every request in it included. In `python -m benchmarks.batcher` (the
 batcher alone, same loads and settings) p99 was 1.6-3.2 ms with the collector off and 35-61 ms in 4 of 12
@@ -15,28 +15,15 @@ them to the histogram once a second, from outside any collection.
 from __future__ import annotations
 
 import collections
-import functools
 import gc
 import os
 import threading
 import time
 from typing import Any
 
-import bentoml
+from .metrics import gc_pause_histogram
 
-BUCKETS = (0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 FLUSH_EVERY_S = 1.0
-
-
-@functools.cache
-def pause_histogram():  # noqa: ANN201 - a prometheus_client Histogram
-    """One per process (Prometheus refuses a second metric of the same name)."""
-    return bentoml.metrics.Histogram(
-        name="mnist_gc_pause_seconds",
-        documentation="Time the garbage collector stopped the worker, per collection, by generation",
-        labelnames=["generation"],
-        buckets=BUCKETS,
-    )
 
 
 class PauseTimer:
@@ -62,7 +49,7 @@ class PauseTimer:
 
 
 def watch_gc_pauses() -> PauseTimer:
-    """Time every collection into `pause_histogram()` (within FLUSH_EVERY_S), once per process however often
+    """Time every collection into `gc_pause_histogram()` (within FLUSH_EVERY_S), once per process however often
     called; a forked child, which inherits the callback but not the thread, gets a thread of its own."""
     timer = next((c for c in gc.callbacks if isinstance(c, PauseTimer)), None)
     if timer is None:
@@ -76,7 +63,7 @@ def watch_gc_pauses() -> PauseTimer:
 
 def flush_forever(timer: PauseTimer) -> None:
     """Hand the noted pauses to the histogram every FLUSH_EVERY_S, from this thread, never from a callback."""
-    children = [pause_histogram().labels(generation=str(g)) for g in range(3)]  # bound once: no lookup per pause
+    children = [gc_pause_histogram().labels(generation=str(g)) for g in range(3)]  # bound once: no lookup per pause
     while True:
         time.sleep(FLUSH_EVERY_S)
         for generation, seconds in timer.drain():

@@ -18,8 +18,8 @@ import copy
 import json
 from typing import Any
 
-from .metadata import INPUT_WIDTH, ModelMetadata
-from .runtime import ACTIVATIONS
+from .artifact import INPUT_WIDTH, ModelMetadata
+from .heads import OUTPUT_ACTIVATIONS
 from .schemas import example_image
 
 PROTOCOL = "https://github.com/kserve/open-inference-protocol/blob/main/specification/protocol/inference_rest.md"
@@ -298,7 +298,7 @@ def open_inference_schemas() -> dict[str, Any]:
                 "parameters": {
                     "type": "object",
                     "properties": {
-                        "activation": {"type": "string", "enum": list(ACTIVATIONS)},
+                        "activation": {"type": "string", "enum": list(OUTPUT_ACTIVATIONS)},
                         "binary_data_output": {"type": "boolean"},
                     },
                 },

@@ -1,7 +1,7 @@
 """The predictor core: a batch of validated requests in, one response per request out, with one ONNX Runtime call.
 
-Plain Python (no BentoML): the service's doors (the fast path, BentoML's routes, batching on or off) all call
-`Predictor`, and the tests call it directly.
+Plain Python (no BentoML): the batcher (service/batching.py) calls `Predictor` for every door, batching on or
+off, and the tests call it directly. Probabilities and labels are the heads' (service/heads.py).
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .runtime import Activation, ModelRuntime
+from .heads import Activation
+from .runtime import ModelRuntime
 from .schemas import Prediction, PredictResponse
 
 
@@ -40,7 +41,7 @@ class Predictor:
         self.labels = runtime.metadata.labels
 
     def respond(self, pixels: np.ndarray, activation: Activation | None) -> PredictResponse:
-        """One request on its own (batching off, or an image upload)."""
+        """One request on its own, without the batcher (the OpenAPI page's methods, the tests)."""
         return self.predict_batch(RequestBatch(pixels, [len(pixels)], [activation])).responses[0]
 
     def predict_batch(self, batch: RequestBatch) -> ResponseBatch:

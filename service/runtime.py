@@ -1,49 +1,36 @@
-"""The model runtime: load `models/<name>/`, verify it, run ONNX Runtime, turn logits into probabilities.
+"""The model runtime: one ONNX Runtime session over a verified `models/<name>/`, on the chosen execution provider.
 
-Plain Python and numpy, no BentoML: the service is a thin layer over this, and tests use it directly.
+Its jobs: find the model folder (its contract checked by service/artifact.py), create the session (CUDA or the
+CPU, with the provider options), check the graph against the metadata, warm up, compare CUDA's answers with the
+CPU's at start, and compute logits. What logits mean (softmax, sigmoid, labels) is service/heads.py's; the
+input contract is the codecs' (service/codecs/pixels.py). Plain Python and numpy, no BentoML: tests use it
+directly.
 """
 
 from __future__ import annotations
 
 import ctypes
-import hashlib
-import json
 import logging
 import os
 import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
-from .metadata import IMAGE_SIDE, INPUT_WIDTH, ModelMetadata
+from .artifact import DEVICES, INPUT_WIDTH, load_metadata
+from .errors import ModelLoadError
+from .heads import Activation, Predictions, probabilities
 
 log = logging.getLogger("service.runtime")
 
-Activation = Literal["softmax", "sigmoid"]
-ACTIVATIONS: tuple[Activation, ...] = ("softmax", "sigmoid")
-DEVICES = ("auto", "cuda", "cpu")
 # models/ beside service/: the same layout in the repo and inside a built bento (src/models, src/service)
 DEFAULT_MODELS_DIR = str(Path(__file__).resolve().parents[1] / "models")
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # a folder of models_dir, never a path out of it
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 CPU_AGREEMENT_TOLERANCE = 1e-5  # as export's parity gate: CUDA answers should be the CPU's answers
-
-
-class ModelLoadError(RuntimeError):
-    """The model folder cannot be served: missing, corrupt, or not what its metadata says."""
-
-
-class InputError(ValueError):
-    """A request's pixels break the input contract; `field` names where."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -72,36 +59,6 @@ class RuntimeConfig:
             raise ValueError(f"intra_op_threads: got {self.intra_op_threads}; allowed: 0 (ORT decides) or more")
 
 
-def sha256_of(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
-def load_metadata(model_dir: Path) -> ModelMetadata:
-    """Read and validate metadata.json and check the sha256 of model.onnx, the one file the service loads."""
-    from pydantic import ValidationError
-
-    meta_path = model_dir / "metadata.json"
-    if not meta_path.exists():
-        raise ModelLoadError(f"{meta_path} not found: export a model there with `python -m training.export`")
-    try:
-        metadata = ModelMetadata.model_validate(json.loads(meta_path.read_text()))
-    except (json.JSONDecodeError, ValidationError) as exc:
-        raise ModelLoadError(f"{meta_path} does not describe a servable model: {exc}") from exc
-    if "model.onnx" not in metadata.files:
-        raise ModelLoadError(f"{meta_path} lists no model.onnx")
-    path, expected = model_dir / "model.onnx", metadata.files["model.onnx"].sha256
-    if not path.exists():
-        raise ModelLoadError(f"{path} is missing (listed in {meta_path})")
-    actual = sha256_of(path)
-    if actual != expected:
-        raise ModelLoadError(
-            f"{path} does not match its metadata: sha256 {actual[:12]}... != {expected[:12]}...; "
-            "the file is corrupt or was replaced without re-exporting"
-        )
-    return metadata
-
-
 def cuda_driver_present() -> bool:
     """Whether libcuda can be loaded: without it ORT's CUDA provider can only fail (noisily)."""
     try:
@@ -109,17 +66,6 @@ def cuda_driver_present() -> bool:
     except OSError:
         return False
     return True
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=1, keepdims=True)
-    np.exp(z, out=z)
-    z /= z.sum(axis=1, keepdims=True)
-    return z
-
-
-def sigmoid(logits: np.ndarray) -> np.ndarray:
-    return 0.5 * (np.tanh(0.5 * logits) + 1.0)  # overflow-free form of 1 / (1 + exp(-x))
 
 
 def cuda_provider_options(config: RuntimeConfig) -> dict[str, str]:
@@ -144,12 +90,6 @@ def probe_pixels(rows: int = 256, seed: int = 0) -> np.ndarray:
     pixels = rng.random((rows, INPUT_WIDTH), dtype=np.float32)
     pixels[rng.random((rows, INPUT_WIDTH)) < 0.5] = 0.0
     return pixels
-
-
-@dataclass
-class Predictions:
-    probabilities: np.ndarray  # (N, k) float32
-    label_indices: np.ndarray  # (N,) int64, into metadata.labels
 
 
 class ModelRuntime:
@@ -274,43 +214,8 @@ class ModelRuntime:
         return self.session.run([self.output_name], {self.input_name: pixels})[0]
 
     def probabilities(self, logits: np.ndarray, activation: Activation) -> Predictions:
-        """softmax: one probability per label, summing to 1; sigmoid: one independent probability per output.
-
-        For the one-output (binary) head, softmax is the two-class form [1 - p, p] with p = sigmoid(logit).
-        Labels come from the logits: probabilities round to ties (sigmoid saturates at 1.0 past a logit of ~17)
-        where the logits still decide.
-        """
-        if self.num_outputs == 1:
-            p = sigmoid(logits)  # (N, 1)
-            labels = (logits[:, 0] > 0).astype(np.int64)
-            probs = np.concatenate([1.0 - p, p], axis=1) if activation == "softmax" else p
-            return Predictions(probs, labels)
-        labels = logits.argmax(axis=1)  # before softmax, which works in place
-        probs = softmax(logits) if activation == "softmax" else sigmoid(logits)
-        return Predictions(probs, labels)
+        """This model's head over `logits` (service/heads.py)."""
+        return probabilities(logits, activation, self.num_outputs)
 
     def predict(self, pixels: np.ndarray, activation: Activation | None = None) -> Predictions:
         return self.probabilities(self.logits(pixels), activation or self.default_activation)
-
-
-def validate_pixels(pixels: np.ndarray, field: str = "images", max_rows: int | None = None) -> np.ndarray:
-    """Check the input contract: (N, 784) (or (N, 28, 28)) finite floats in [0, 1]; return (N, 784) float32."""
-    if pixels.ndim == 0 or len(pixels) == 0:
-        raise InputError(field, "no images: send at least one")
-    if pixels.ndim == 3 and pixels.shape[1:] == (IMAGE_SIDE, IMAGE_SIDE):
-        pixels = pixels.reshape(len(pixels), INPUT_WIDTH)
-    if pixels.ndim != 2 or pixels.shape[1] != INPUT_WIDTH:
-        raise InputError(field, f"expected shape (N, 784) or (N, 28, 28), got {tuple(pixels.shape)}")
-    if max_rows is not None and len(pixels) > max_rows:
-        raise InputError(field, f"{len(pixels)} images in one request; the limit is {max_rows}")
-    if not np.issubdtype(pixels.dtype, np.number):
-        raise InputError(field, f"values must be numbers, got dtype {pixels.dtype}")
-    # Checked before the cast to float32, which would turn 1e39 into inf. NaN propagates through min and max,
-    # so one pass checks all (hot path).
-    low, high = float(pixels.min()), float(pixels.max())
-    if not (low >= 0.0 and high <= 1.0):
-        if not np.isfinite(pixels).all():
-            row = int(np.nonzero(~np.isfinite(pixels).all(axis=1))[0][0])
-            raise InputError(f"{field}[{row}]", "NaN or infinite value")
-        raise InputError(field, f"values must be in [0, 1] (pixel / 255); got min {low:g}, max {high:g}")
-    return np.ascontiguousarray(pixels, dtype=np.float32)

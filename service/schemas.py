@@ -1,38 +1,23 @@
-"""Request and response bodies. Validation runs while a request is parsed, before it joins a batch,
-so one bad request is answered 400 on its own and never fails the requests batched with it.
+"""What travels between the codecs, the batcher and the model: a validated request (`PixelRequest`, the base
+of each codec's request model), a `PredictResponse`, and the body of `GET /metadata` (`ModelInfo`).
 
-The image limit is a class attribute, not a setting read during validation: `service.service` builds the
-request models with `limited_to(settings.limits.max_images)`, and the OpenAPI document states that limit."""
+The image limit is a class attribute, not a setting read during validation: each codec parses with its request
+model `limited_to(settings.limits.max_images)` (one class per limit, shared with the OpenAPI page's methods in
+service/app.py), and the OpenAPI document states that limit."""
 
 from __future__ import annotations
 
 import base64
+import functools
 import time
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StrictFloat, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
-from .decoding import pixels_from_base64, pixels_from_rows
-from .metadata import INPUT_WIDTH
-from .runtime import Activation
+from .errors import ClientError
+from .heads import Activation
 from .settings import Limits
-
-# fail_fast: report the first bad value, not 784 x N errors (a cheap way to flood logs and responses). The
-# schema's bounds are what validate_pixels enforces, written into the OpenAPI document without a second,
-# per-value check in pydantic (784 constraint checks per image on the hot path).
-PixelRow = Annotated[
-    list[StrictFloat],
-    Field(
-        fail_fast=True,
-        json_schema_extra={
-            "minItems": INPUT_WIDTH,
-            "maxItems": INPUT_WIDTH,
-            "items": {"type": "number", "minimum": 0, "maximum": 1},
-        },
-    ),
-]
-
 
 ACTIVATION_DOC = "softmax or sigmoid; default: the model's head (softmax for 10 classes, sigmoid for the pigeon)"
 
@@ -71,9 +56,11 @@ class PixelRequest(BaseModel):
     _queued_at: float = PrivateAttr(default=0.0)  # time.perf_counter() when it joined the batcher's queue
 
     @classmethod
+    @functools.cache
     def limited_to(cls, max_images: int) -> type[PixelRequest]:
         """This request model with its own image limit (MNIST_MAX_IMAGES), under the same name, so that the
-        OpenAPI document and the error messages read as before."""
+        OpenAPI document and the error messages read as before; one class per limit (cached), so the codec and
+        the OpenAPI page's method describe the same model."""
         return type(cls.__name__, (cls,), {"max_images": max_images, "__module__": cls.__module__})
 
     # The reads below go to pydantic's private-attribute dict directly: `self._pixels` passes through
@@ -108,55 +95,15 @@ class PixelRequest(BaseModel):
         return part
 
 
-def _image_count_and_example(schema: dict[str, Any], model: type[PixelRequest]) -> None:
-    """1 to the model's image limit, and an example for the OpenAPI page's "try it out"."""
-    schema["properties"]["images"].update(minItems=1, maxItems=model.max_images)
-    schema["example"] = {"images": [example_image()], "activation": None}
+Request = TypeVar("Request", bound=PixelRequest)
 
 
-class PredictRequest(PixelRequest):
-    model_config = ConfigDict(extra="forbid", json_schema_extra=_image_count_and_example)
-
-    images: list[PixelRow] = Field(
-        description="One row of 784 pixels per image, 28x28 row-major, values in [0, 1] (pixel / 255), "
-        "white digit on black as in MNIST.",
-        fail_fast=True,
-    )
-
-    @model_validator(mode="after")
-    def _to_pixels(self) -> PredictRequest:
-        self._pixels = pixels_from_rows(self.images, self.max_images)
-        self.images = []  # the array is what travels on; drop the Python floats
-        return self
-
-
-class PredictBytesRequest(PixelRequest):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "example": {  # OpenAPI 3.0's singular form: BentoML's spec model has no "examples"
-                "data": EXAMPLE_DIGIT,
-                "format": "raw",
-                "dtype": "uint8",
-            }
-        },
-    )
-
-    data: str = Field(
-        description="base64 of the images: raw bytes (N x 784 values, row-major) or a .npy file "
-        "of shape (N, 784) or (N, 28, 28)",
-        json_schema_extra={"minLength": 4, "pattern": "^[A-Za-z0-9+/]*={0,2}$"},
-    )
-    format: Literal["raw", "npy"] = Field(default="raw", description="raw bytes, or a NumPy .npy file")
-    dtype: Literal["uint8", "float32"] = Field(
-        default="uint8", description="raw only: uint8 pixels 0-255, or float32 in [0, 1]; .npy carries its own"
-    )
-
-    @model_validator(mode="after")
-    def _to_pixels(self) -> PredictBytesRequest:
-        self._pixels = pixels_from_base64(self.data, self.format, self.dtype, self.max_images)
-        self.data = ""
-        return self
+def parse(model: type[Request], body: bytes) -> Request:
+    """A JSON body -> `model`, validated (pixels decoded and checked), or ClientError 400 naming the field."""
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        raise ClientError.from_validation(exc) from None
 
 
 class Prediction(BaseModel):

@@ -1,5 +1,6 @@
 """The service's settings, from environment variables, with defaults that work. The one module that reads the
-environment: the runtime, the doors and the core get the typed settings it builds.
+environment: the runtime, the front and the batcher get the typed settings it builds. A variable that was
+removed ends the start with one line saying what replaced it (`REMOVED`).
 
 | variable | default | meaning |
 |---|---|---|
@@ -15,7 +16,6 @@ environment: the runtime, the doors and the core get the typed settings it build
 | MNIST_MAX_LATENCY_MS | 1000 | the batcher's end-to-end budget: past it a queued request gets 503 |
 | MNIST_MAX_QUEUE | 512 | requests waiting for the batcher; past it a new one gets 503 + Retry-After at once |
 | MNIST_WORKERS | 1 | server processes, each with its own model session |
-| MNIST_FAST_PATH | 1 | 0: serve /predict and /predict_bytes through BentoML's API layer too (see service/fastpath.py) |
 | MNIST_TRACE_PREDICT | 0 | 1: keep OpenTelemetry on the predict routes (off by default: it cost 36% throughput) |
 | MNIST_MAX_IMAGES | 1024 | most images in one request; more gets 400 naming the limit |
 | MNIST_MAX_BODY_BYTES | 16777216 | largest request body; larger gets 413 |
@@ -37,6 +37,11 @@ from dataclasses import dataclass
 from .runtime import RuntimeConfig
 
 LOG_FORMATS = ("text", "json")
+# Removed variables -> what replaced them; setting one is an error at start, not silently ignored.
+REMOVED = {
+    "MNIST_FAST_PATH": "every route now takes the one request path (service/front.py, then the batcher); "
+    "BentoML's API layer no longer serves /predict or /predict_bytes. Unset it",
+}
 
 
 def env_bool(value: str | None, default: bool) -> bool:
@@ -86,9 +91,10 @@ class Limits:
 @dataclass(frozen=True)
 class Batching:
     enabled: bool = True  # off only to measure what batching buys
-    # images per ONNX Runtime call; as large as the per-request limit, so a big request is never split
-    # (split, 256-image requests ran at 38% of the unsplit throughput) and single images are unaffected;
-    # see the tuning sweeps in docs/benchmarks.md
+    # images per ONNX Runtime call; as large as the per-request limit, so a request is never split to fit a
+    # call on its own (requests waiting together whose sizes do not fill it still are: the batcher splits the
+    # one that overflows). Split, 256-image requests ran at 38% of the unsplit throughput; single images are
+    # unaffected; see the tuning sweeps in docs/benchmarks.md
     max_batch_size: int = 1024
     max_latency_ms: int = 1000  # a budget, not a wait window: 50 ms gave 503 storms at 64 clients
     # Requests admitted to the batcher; one more gets 503 + Retry-After at once. 512 is ~0.25 s of queue at one
@@ -106,7 +112,6 @@ class ServiceSettings:
     batching: Batching
     limits: Limits
     trace_predict: bool = False  # OpenTelemetry on the predict routes; off, it cost 36% of throughput
-    fast_path: bool = True  # predict routes beside BentoML's API layer, through its batcher (service/fastpath.py)
     api_token: str = ""  # empty: no authentication (put the service behind a gateway that does it)
     log_format: str = "text"  # or "json"
     # Browser origins allowed (CORS). Not BentoML's http.cors: BentoML adds its CORS middleware inside the
@@ -122,6 +127,10 @@ class ServiceSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> ServiceSettings:
+        for name, replacement in REMOVED.items():
+            if env.get(name):
+                raise ValueError(f"{name} was removed: {replacement}")
+
         def number(name: str, default: int, minimum: int) -> int:
             return env_int(env, name, default, minimum)
 
@@ -135,7 +144,6 @@ class ServiceSettings:
                 max_queue=number("MNIST_MAX_QUEUE", Batching.max_queue, 1),
             ),
             trace_predict=env_bool(env.get("MNIST_TRACE_PREDICT"), False),
-            fast_path=env_bool(env.get("MNIST_FAST_PATH"), True),
             limits=Limits(
                 max_images=number("MNIST_MAX_IMAGES", Limits.max_images, 1),
                 max_body_bytes=number("MNIST_MAX_BODY_BYTES", Limits.max_body_bytes, 1024),

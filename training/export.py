@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import logging
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import warnings
@@ -32,11 +30,14 @@ from typing import Any
 
 import torch
 
+from service.artifact import sha256_of  # the contract's hash: the service checks what this writes
+
 from .atomic import atomic_write_json, current_umask
 from .data import DataConfig, load_test_split
 from .errors import ConfigError, require
 from .model import MLP, MNIST_MEAN, MNIST_STD, NUM_PIXELS, ModelConfig, count_parameters, probabilities
 from .presets import PRESETS, default_run_name
+from .provenance import git_commit
 
 log = logging.getLogger("training.export")
 
@@ -66,21 +67,6 @@ class ExportConfig:
 
 class ParityError(RuntimeError):
     """An exported graph disagrees with the eager model beyond tolerance."""
-
-
-def sha256_of(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
-def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True)
-        status = ["git", "status", "--porcelain", "--untracked-files=no"]
-        dirty = subprocess.run(status, capture_output=True, text=True, timeout=5).stdout
-        return out.stdout.strip() + ("+dirty" if dirty.strip() else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def load_checkpoint(run_dir: Path) -> tuple[MLP, dict[str, Any], dict[str, Any]]:

@@ -14,7 +14,7 @@ from torch import nn
 
 from .errors import require
 
-ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid", "maxout")
+HIDDEN_ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid", "maxout")
 HEADS = ("softmax", "sigmoid")
 NUM_PIXELS = 28 * 28
 NUM_CLASSES = 10
@@ -33,7 +33,7 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hidden", tuple(self.hidden))
-        require(self.activation in ACTIVATIONS, "activation", ", ".join(ACTIVATIONS), self.activation)
+        require(self.activation in HIDDEN_ACTIVATIONS, "activation", ", ".join(HIDDEN_ACTIVATIONS), self.activation)
         require(self.head in HEADS, "head", ", ".join(HEADS), self.head)
         require(
             all(isinstance(h, int) and h > 0 for h in self.hidden),

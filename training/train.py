@@ -32,10 +32,12 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from tqdm import tqdm
 
+from service.artifact import DEVICES  # the device names MNIST_DEVICE takes too
+
 from .atomic import atomic_write, atomic_write_json
 from .data import DataConfig, Distortion, MNISTSplits, Split, binary_targets, load_mnist, random_distort, random_shift
 from .errors import ConfigError, require
-from .model import ACTIVATIONS, HEADS, MLP, ModelConfig, count_parameters, dead_unit_fraction
+from .model import HEADS, HIDDEN_ACTIVATIONS, MLP, ModelConfig, count_parameters, dead_unit_fraction
 from .presets import PRESETS, default_run_name
 
 log = logging.getLogger("training.train")
@@ -43,7 +45,6 @@ log = logging.getLogger("training.train")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "onecycle")
 KEEP = ("best", "last")
-DEVICES = ("auto", "cuda", "cpu")
 # The run folder's files are written at most this often, and after the last epoch: on a GPU an epoch of the
 # default net takes a fraction of a second, less than redrawing curves.png and writing the checkpoints.
 SAVE_EVERY_S = 10.0
@@ -483,7 +484,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--positive-digits", type=int, nargs="+", help="binary head: digits counted as positive")
     m = p.add_argument_group("model (overrides the preset)")
     m.add_argument("--hidden", type=int, nargs="*", help="hidden layer widths, e.g. --hidden 512 256; none = linear")
-    m.add_argument("--activation", choices=ACTIVATIONS)
+    m.add_argument("--activation", choices=HIDDEN_ACTIVATIONS)
     m.add_argument("--leaky-slope", type=float)
     m.add_argument("--maxout-pieces", type=int)
     m.add_argument("--dropout", type=float)

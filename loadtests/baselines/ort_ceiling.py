@@ -15,7 +15,8 @@ import time
 
 import numpy as np
 
-from service.runtime import DEVICES, ModelRuntime, RuntimeConfig
+from service.artifact import DEVICES
+from service.runtime import ModelRuntime, RuntimeConfig
 from service.settings import runtime_config
 
 

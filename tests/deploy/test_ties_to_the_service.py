@@ -124,7 +124,7 @@ def test_every_mnist_variable_is_a_setting_the_service_reads_and_accepts(rendere
 def test_the_grace_period_covers_the_pause_the_drain_and_the_slowest_request(
     rendered: dict[str, list[Document]],
 ) -> None:
-    from service.service import MNISTService
+    from service.app import MNISTService
 
     request_timeout = MNISTService.config["traffic"]["timeout"]
     for name, docs in rendered.items():

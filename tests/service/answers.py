@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from service.batching import Batcher
+from service.codecs import npy, rows
 from service.errors import ClientError
-from service.fastpath import FastPredictor
 from service.runtime import ModelRuntime
 from service.schemas import PredictResponse
 
@@ -23,9 +24,15 @@ def assert_answers(
     np.testing.assert_allclose(got, expected.probabilities, rtol=1e-5, atol=1e-6)
 
 
-async def answer(fast: FastPredictor, route: str, payload: bytes) -> tuple[int, bytes]:
-    """(status, body) as the door sends them: the fast path's JSON, or its refusal."""
+DECODERS = {"/predict": rows.decode, "/predict_bytes": npy.decode}
+
+
+async def answer(batcher: Batcher, route: str, payload: bytes, max_images: int = 1024) -> tuple[int, bytes]:
+    """(status, body) as the front's door sends them (service/front.py): admitted, decoded by the route's codec,
+    predicted through the batcher, encoded; or the refusal."""
     try:
-        return 200, await fast.respond(route, payload)
+        with batcher.admitted(route):
+            request = DECODERS[route](payload, max_images)
+            return 200, rows.encode(await batcher.predict(request))
     except ClientError as exc:
         return exc.status, exc.body()

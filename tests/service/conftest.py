@@ -52,11 +52,11 @@ def app_settings(**changes: object) -> ServiceSettings:
 
 @contextlib.contextmanager
 def serve_in_process(settings: ServiceSettings) -> Iterator[TestClient]:
-    """The whole app in-process (BentoML's middlewares, the guard, the doors, the routes), built from `settings`
+    """The whole app in-process (BentoML's middlewares, the front, the routes), built from `settings`
     by `build_service`, as `bentoml serve` builds it from the environment."""
     from prometheus_client import REGISTRY
 
-    from service.service import build_service
+    from service.app import build_service
 
     # An app registers BentoML's and the service's metrics in the process-wide registry, once per process in
     # production. Here several apps are built in one process (and mutmut reruns the suite in-process): the

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from loadtests.payloads import load_sample
-from service.images import decode_image, mnist_from_image
+from service.codecs.images import decode_image, mnist_from_image
 
 GOLDEN = Path(__file__).parent / "data" / "golden_images.npz"
 

@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 from starlette.testclient import TestClient
 
+from service.codecs.images import decode_image, mnist_from_image
 from service.gcpauses import FLUSH_EVERY_S
-from service.images import decode_image, mnist_from_image
 from service.runtime import ModelRuntime
 from service.schemas import PredictResponse
 from service.settings import Batching, Limits
@@ -198,15 +198,15 @@ def test_health_endpoints_answer(client: TestClient) -> None:
     assert client.get("/readyz").status_code == 200
 
 
-def test_the_middleware_stack_is_what_the_doors_assume(client: TestClient) -> None:
-    """BentoML's metrics and tracing outside (so the doors' answers are counted), the timeout fix in place of
-    BentoML's leaking middleware, then the guard, then the doors; BentoML's request context only for what the
-    doors hand on (the doors do not use it)."""
-    from service.compat import CancellingTimeoutMiddleware
+def test_the_middleware_stack_is_what_the_front_assumes(client: TestClient) -> None:
+    """BentoML's metrics and tracing outside (so the front's answers are counted), the timeout fix in place of
+    BentoML's leaking middleware, then the front; BentoML's request context only for what the front hands on
+    (the front does not use it)."""
+    from service.bentoml_internals import CancellingTimeoutMiddleware
 
     names = [m.cls.__name__ for m in client.app.user_middleware]
-    assert names[-4:] == ["CancellingTimeoutMiddleware", "RequestGuard", "Doors", "ContextMiddleware"]
-    assert names.index("RunnerTrafficMetricsMiddleware") < names.index("Doors")
+    assert names[-3:] == ["CancellingTimeoutMiddleware", "Front", "ContextMiddleware"]
+    assert names.index("RunnerTrafficMetricsMiddleware") < names.index("Front")
     assert any(m.cls is CancellingTimeoutMiddleware for m in client.app.user_middleware)
     assert "TimeoutMiddleware" not in names  # BentoML's own, with the timer leak
 

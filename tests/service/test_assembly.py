@@ -1,6 +1,6 @@
 """How the service is put together, in-process (`build_service(settings).to_asgi()`, no subprocess): settings
-passed in reach every door, CORS wraps the doors' answers, BentoML's routes behind the doors keep their request
-context, and importing the service's modules changes nothing until the service is built."""
+passed in reach every door, CORS wraps the front's answers, and importing the service's modules changes nothing
+until the service is built."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from tests.service.conftest import app_settings, serve_in_process
 ORIGIN = "https://digits.example"
 
 
-def test_settings_passed_in_reach_the_doors_and_the_openapi_document() -> None:
+def test_settings_passed_in_reach_the_front_and_the_openapi_document() -> None:
     with serve_in_process(app_settings(limits=Limits(max_images=2))) as client:
         three = {"images": [[0.0] * 784] * 3}
         refused = client.post("/predict", json=three)
@@ -62,32 +62,13 @@ def test_without_cors_settings_no_cors_headers(client) -> None:  # noqa: ANN001 
     assert "access-control-allow-origin" not in response.headers
 
 
-def test_bentomls_routes_behind_the_doors_run_in_its_request_context(monkeypatch: pytest.MonkeyPatch) -> None:
-    """With the fast path off, /predict goes through the doors (which read its body) to BentoML's route: the
-    route must still see its request in BentoML's context, body and all."""
-    seen: list[str] = []
-    settings = app_settings(fast_path=False, batching=Batching(enabled=False))
-    with serve_in_process(settings) as client:
-        predictor = bentoml.get_current_service().serving.predictor
-        respond = predictor.respond
-
-        def respond_and_note(pixels: np.ndarray, activation: str | None):  # noqa: ANN202
-            seen.append(bentoml.Context().request.url.path)
-            return respond(pixels, activation)
-
-        monkeypatch.setattr(predictor, "respond", respond_and_note)
-        response = client.post("/predict", json={"images": [[0.0] * 784]})
-        assert response.status_code == 200, response.text
-    assert seen == ["/predict"]
-
-
 def test_importing_the_service_modules_installs_nothing() -> None:
-    """Only building the service (service.service) patches BentoML; every other module is inert on import."""
+    """Only building the service (service.app) patches BentoML; every other module is inert on import."""
     check = """
 import importlib, logging, pkgutil
 import service
 for info in pkgutil.iter_modules(service.__path__):
-    if info.name != "service":
+    if info.name != "app":
         importlib.import_module(f"service.{info.name}")
 from bentoml._internal.server.http import traffic
 from _bentoml_sdk.method import APIMethod
@@ -96,8 +77,8 @@ assert traffic.TimeoutMiddleware.__module__.startswith("bentoml"), traffic.Timeo
 assert not hasattr(APIMethod.openapi_request, "requires_body")
 assert not hasattr(openapi.generate_spec, "names_document")
 assert not logging.getLogger("bentoml._internal.server.http_app").filters
-import service.service
-assert traffic.TimeoutMiddleware.__module__ == "service.compat"
+import service.app
+assert traffic.TimeoutMiddleware.__module__ == "service.bentoml_internals"
 print("ok")
 """
     done = subprocess.run([sys.executable, "-c", check], cwd=REPO, capture_output=True, text=True, timeout=120)

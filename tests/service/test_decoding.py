@@ -12,10 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from service.decoding import pixels_from_base64, pixels_from_rows
+from service.codecs.npy import PredictBytesRequest, pixels_from_base64
+from service.codecs.rows import PredictRequest, pixels_from_rows
+from service.errors import InputError
 from service.predictor import Predictor
-from service.runtime import InputError
-from service.schemas import PredictBytesRequest, PredictRequest
 
 IMAGES = arrays(np.uint8, st.tuples(st.integers(1, 4), st.just(784)))
 

@@ -9,8 +9,8 @@ import pytest
 from pydantic import ValidationError
 
 from service import errors
+from service.codecs.rows import PredictRequest
 from service.errors import ClientError, RefusalLog, location
-from service.schemas import PredictRequest
 
 
 def refusal(body: str) -> ClientError:

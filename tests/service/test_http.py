@@ -1,7 +1,7 @@
 """The service over HTTP, against a real `bentoml serve` process on a free loopback port.
 
 Routes and errors are tested in-process (test_app.py); these are what needs the real server: start-up from
-the environment, batching across concurrent connections, the fast path against BentoML's own route.
+the environment, batching across concurrent connections, a setting or model that cannot be served.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from loadtests.run import batch_histogram, histogram_diff
 from loadtests.server import REPO, bentoml_command, free_port, running_service
 from service.runtime import ModelRuntime, RuntimeConfig
 from tests.conftest import MODELS_DIR
-from tests.service.test_app import BAD_BYTES, BAD_JSON
 
 pytestmark = [pytest.mark.slow, pytest.mark.data]
 
@@ -129,48 +128,15 @@ def test_pigeon_is_servable(mnist_root: Path, test_set: tuple[np.ndarray, np.nda
     assert np.mean(np.array(predicted_small) == (y[:20] < 3)) >= 0.95
 
 
-PARITY_CASES = [
-    ("/predict", {"images": [[0.0] * 784] * 513}),  # over MNIST_MAX_IMAGES
-    ("/predict", {"images": [[0.0] * 784, [0.5] * 784]}),
-    ("/predict", {"images": [[0.25] * 784], "activation": "sigmoid"}),
-    ("/predict_bytes", {"data": base64.b64encode(np.arange(784 * 3, dtype=np.uint8).tobytes()).decode()}),
-    *(("/predict", case[1]) for case in BAD_JSON),
-    *(("/predict_bytes", case[1]) for case in BAD_BYTES),
-]
-
-
-def metric_count(client: httpx.Client, name: str) -> float:
-    """Observations of a histogram: its +Inf buckets (multiprocess Prometheus writes no _count)."""
-    pattern = rf'^{name}_bucket{{[^}}]*le="\+Inf"[^}}]*}} (\S+)$'
-    return sum(float(n) for n in re.findall(pattern, client.get("/metrics").text, re.MULTILINE))
-
-
-def test_fast_path_answers_as_bentomls_own_route(client: httpx.Client) -> None:
-    """Every status, and every 200's body, is the same with the fast path on (client) and off. (Refusals differ in
-    form: the doors send `{"error", "field"}`, BentoML's route its pydantic `detail` list.)"""
-    fast_batches = metric_count(client, "mnist_adaptive_batch_size")
-    plain_env = {"MNIST_MODEL": "default", "MNIST_FAST_PATH": "0", **LIMITS}
-    with running_service(plain_env) as url, httpx.Client(base_url=url, timeout=60) as plain:
-        for route, payload in PARITY_CASES:
-            body = json.dumps(payload)
-            expected = plain.post(route, content=body, headers={"content-type": "application/json"})
-            got = client.post(route, content=body, headers={"content-type": "application/json"})
-            assert got.status_code == expected.status_code, (route, body[:80])
-            if got.status_code == 200:
-                assert got.json() == expected.json(), (route, body[:80])
-        assert metric_count(plain, "mnist_adaptive_batch_size") == 0
-        assert metric_count(plain, "bentoml_service_adaptive_batch_size") > 0
-    assert metric_count(client, "mnist_adaptive_batch_size") >= fast_batches + 3, "the fast path did not serve"
-
-
 @pytest.mark.parametrize(
     ("env", "reason"),
     [
         ({"MNIST_MODEL": "nope"}, "model 'nope' not found in .*; available: default, mnist-nn, pigeon"),
         ({"MNIST_MODEL": "../../etc"}, "model: got '../../etc'; a model is a folder name in"),
         ({"MNIST_MAX_QUEUE": "none"}, "MNIST_MAX_QUEUE: got 'none'"),
+        ({"MNIST_FAST_PATH": "0"}, r"MNIST_FAST_PATH was removed: every route now takes the one request path"),
     ],
-    ids=["missing", "a path", "a bad setting"],
+    ids=["missing", "a path", "a bad setting", "a removed setting"],
 )
 def test_a_model_that_cannot_be_served_ends_the_command_with_one_message(
     env: dict[str, str], reason: str, tmp_path: Path

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service import images
-from service.images import (
+from service.codecs import images
+from service.codecs.images import (
     ADAM7,
     decode_image,
     light_background,
@@ -20,7 +20,8 @@ from service.images import (
     png_data_complete,
     to_grayscale,
 )
-from service.runtime import InputError, ModelRuntime, RuntimeConfig
+from service.errors import InputError
+from service.runtime import ModelRuntime, RuntimeConfig
 from tests.conftest import MODELS_DIR
 from tests.service.bad_inputs import png_chunk, png_with_rows
 

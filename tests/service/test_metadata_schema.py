@@ -10,7 +10,7 @@ import jsonschema
 import pytest
 from pydantic import ValidationError
 
-from service.metadata import SCHEMA_PATH, ModelMetadata, json_schema
+from service.artifact import SCHEMA_PATH, ModelMetadata, json_schema
 from tests.conftest import MODELS_DIR
 
 SHIPPED = ["default", "pigeon", "mnist-nn"]
@@ -25,7 +25,7 @@ def file_validator() -> jsonschema.Draft202012Validator:
 
 
 def test_the_checked_in_schema_is_written_from_the_service_models() -> None:
-    """When this fails, run `python -m service.metadata` and commit models/metadata.schema.json."""
+    """When this fails, run `python -m service.artifact` and commit models/metadata.schema.json."""
     assert json.loads(SCHEMA_PATH.read_text()) == json_schema()
     jsonschema.Draft202012Validator.check_schema(json_schema())
 

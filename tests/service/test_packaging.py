@@ -32,7 +32,7 @@ def test_bento_carries_the_service_and_onnx_models_only(built_bento: tuple[str, 
         assert (src / "models" / model / "model.onnx").exists()
         assert (src / "models" / model / "metadata.json").exists()
     assert not list(src.rglob("*.pt")), "TorchScript files are not served and stay out of the image"
-    assert (src / "service" / "service.py").exists()
+    assert (src / "service" / "app.py").exists()
     assert not (src / "training").exists()
 
 

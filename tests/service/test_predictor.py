@@ -1,4 +1,4 @@
-"""The real batching path in-process: the predictor core, BentoML's batch containers and the fast path's batcher,
+"""The real batching path in-process: the predictor core, BentoML's batch containers and the batcher (service/batching.py),
 each answer compared row by row with the model runtime called on that request alone."""
 
 from __future__ import annotations
@@ -12,15 +12,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.compat import RequestContainer, ResponseContainer, register_containers
-from service.fastpath import FastPredictor
+from service.batching import Batcher
+from service.bentoml_internals import RequestContainer, ResponseContainer, register_containers
+from service.codecs.rows import PredictRequest
 from service.predictor import Predictor, RequestBatch, ResponseBatch
 from service.runtime import ModelRuntime
-from service.schemas import PredictBytesRequest, PredictRequest, PredictResponse
+from service.schemas import PredictResponse
 from service.settings import Batching
 from tests.service.answers import answer, assert_answers
 
-ROUTES = {"/predict": PredictRequest, "/predict_bytes": PredictBytesRequest}
 ACTIVATION = st.sampled_from([None, "softmax", "sigmoid"])
 
 
@@ -80,7 +80,7 @@ def test_pigeon_labels_small_digits_as_positive(pigeon_runtime: ModelRuntime, sa
     np.testing.assert_array_equal(small, p > 0.5)  # the label is the sigmoid's decision
 
 
-# BentoML's own route (MNIST_FAST_PATH=0) batches through these containers.
+# BentoML's adaptive batcher batches, splits and merges whole requests through these containers.
 
 
 def parsed(pixels: np.ndarray, activation: str | None) -> PredictRequest:
@@ -122,12 +122,12 @@ def test_bentoml_containers_split_a_request_and_merge_its_answers(
     assert_answers(merged, predictor.runtime, pixels, "sigmoid")
 
 
-# The fast path's batcher (BentoML's CorkDispatcher) over the real predictor, batching on and off.
+# The batcher (BentoML's CorkDispatcher) over the real predictor, batching on and off.
 
 
-def fast_predictor(predictor: Predictor, **batching: int | bool) -> FastPredictor:
+def fast_predictor(predictor: Predictor, **batching: int | bool) -> Batcher:
     register_containers()
-    return FastPredictor(ROUTES, predictor, Batching(**batching))
+    return Batcher(predictor, Batching(**batching))
 
 
 def json_body(pixels: np.ndarray, activation: str | None) -> bytes:

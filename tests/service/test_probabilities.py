@@ -7,7 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from service.runtime import ModelRuntime, sigmoid, softmax
+from service.heads import sigmoid, softmax
+from service.runtime import ModelRuntime
 
 FINITE = st.floats(width=32, allow_nan=False, allow_infinity=False)  # up to +-3.4e38
 LOGITS = arrays(np.float32, st.tuples(st.integers(1, 8), st.integers(1, 12)), elements=FINITE)

@@ -9,16 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from service.codecs.pixels import validate_pixels
+from service.errors import InputError, ModelLoadError
 from service.runtime import (
     CPU_AGREEMENT_TOLERANCE,
-    InputError,
-    ModelLoadError,
     ModelRuntime,
     RuntimeConfig,
     cuda_driver_present,
     cuda_provider_options,
     probe_pixels,
-    validate_pixels,
 )
 from tests.conftest import MODELS_DIR
 from tests.service.conftest import load_runtime
@@ -289,12 +288,12 @@ def test_environment_settings_are_parsed_into_the_typed_settings() -> None:
     env = {
         "MNIST_CORS_ORIGINS": " https://a.example, https://b.example ,,",
         "MNIST_MAX_IMAGES": "7",
-        "MNIST_FAST_PATH": "off",
+        "MNIST_TRACE_PREDICT": "on",
         "MNIST_LOG_FORMAT": "JSON",
     }
     settings = ServiceSettings.from_env(env)
     assert settings.cors_origins == ("https://a.example", "https://b.example")
-    assert (settings.limits.max_images, settings.fast_path, settings.log_format) == (7, False, "json")
+    assert (settings.limits.max_images, settings.trace_predict, settings.log_format) == (7, True, "json")
     assert ServiceSettings.from_env({}).cors_origins == ()
 
 

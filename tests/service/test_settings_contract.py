@@ -34,7 +34,6 @@ FIELDS: dict[str, Callable[[ServiceSettings], object]] = {
     "MNIST_MAX_LATENCY_MS": lambda s: s.batching.max_latency_ms,
     "MNIST_MAX_QUEUE": lambda s: s.batching.max_queue,
     "MNIST_WORKERS": lambda s: s.batching.workers,
-    "MNIST_FAST_PATH": lambda s: s.fast_path,
     "MNIST_TRACE_PREDICT": lambda s: s.trace_predict,
     "MNIST_MAX_IMAGES": lambda s: s.limits.max_images,
     "MNIST_MAX_BODY_BYTES": lambda s: s.limits.max_body_bytes,
@@ -73,10 +72,10 @@ def table_defaults(text: str) -> dict[str, str]:
 
 
 def variables_read() -> set[str]:
-    """Every MNIST_ variable settings.py names in its code (its docstring's table left out)."""
+    """Every MNIST_ variable settings.py names in its code (its docstring's table and the removed ones left out)."""
     source = Path(settings_module.__file__).read_text()
     code = source.split('"""', 2)[2]
-    return set(re.findall(r'"(MNIST_[A-Z0-9_]+)"', code))
+    return set(re.findall(r'"(MNIST_[A-Z0-9_]+)"', code)) - set(settings_module.REMOVED)
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +99,17 @@ def test_an_empty_environment_gives_the_documented_defaults(where: str, from_emp
             assert documented[name].startswith("models"), (where, documented[name])
             continue
         assert documented[name] == as_documented(actual), f"{where}: {name}"
+
+
+@pytest.mark.parametrize("name", sorted(settings_module.REMOVED))
+@pytest.mark.parametrize("value", ["1", "0"])
+def test_a_removed_variable_fails_at_start_saying_what_replaced_it(name: str, value: str) -> None:
+    """Set to anything, it is refused (not ignored), in one line naming it and what replaced it; empty is unset."""
+    with pytest.raises(ValueError, match=rf"^{name} was removed: .*service/front\.py") as refused:
+        ServiceSettings.from_env({name: value})
+    assert "\n" not in str(refused.value)
+    assert ServiceSettings.from_env({name: ""}) == ServiceSettings.from_env({})
+    assert name not in table_defaults((REPO / "README.md").read_text())
 
 
 def test_the_tables_parse_as_written() -> None:
@@ -144,7 +154,6 @@ SET: dict[str, tuple[str, object]] = {
     "MNIST_MAX_LATENCY_MS": ("9", 9),
     "MNIST_MAX_QUEUE": ("11", 11),
     "MNIST_WORKERS": ("2", 2),
-    "MNIST_FAST_PATH": ("false", False),
     "MNIST_TRACE_PREDICT": ("TRUE", True),
     "MNIST_MAX_IMAGES": ("13", 13),
     "MNIST_MAX_BODY_BYTES": ("2048", 2048),

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from service.stats import ModelStatistics
-from tests.service.test_fastpath import StandIn, answer, body, predictor
+from tests.service.test_batching import StandIn, answer, body, predictor
 
 MS = 1_000_000  # nanoseconds
 

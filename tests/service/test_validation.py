@@ -8,7 +8,8 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import array_shapes, arrays
 
-from service.runtime import InputError, validate_pixels
+from service.codecs.pixels import validate_pixels
+from service.errors import InputError
 
 IN_RANGE = st.floats(0, 1, width=32)
 ROWS = st.integers(1, 5)

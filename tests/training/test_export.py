@@ -18,7 +18,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from service.metadata import ModelMetadata
+from service.artifact import ModelMetadata
 from tests.conftest import MODELS_DIR
 from training import export as export_module
 from training.data import DataConfig, MNISTSplits, load_test_split

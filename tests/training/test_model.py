@@ -3,7 +3,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from training.model import ACTIVATIONS, MLP, MNIST_MEAN, MNIST_STD, ModelConfig, count_parameters, dead_unit_fraction
+from training.model import (
+    HIDDEN_ACTIVATIONS,
+    MLP,
+    MNIST_MEAN,
+    MNIST_STD,
+    ModelConfig,
+    count_parameters,
+    dead_unit_fraction,
+)
 from training.presets import PRESETS
 
 
@@ -24,7 +32,7 @@ def test_pigeon_is_23581_parameters() -> None:
     assert count_parameters(MLP(PRESETS["pigeon"].model)) == 23_581
 
 
-@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("activation", HIDDEN_ACTIVATIONS)
 @pytest.mark.parametrize("head", ["softmax", "sigmoid"])
 def test_output_shape_for_every_activation_and_head(activation: str, head: str) -> None:
     model = MLP(ModelConfig(hidden=(16, 8), activation=activation, head=head))

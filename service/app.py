@@ -1,28 +1,31 @@
-"""The BentoML service: HTTP endpoints over the model runtime, with adaptive batching.
+"""The BentoML service: the `@bentoml.service` class, its start-up check and its middlewares, in their order.
 
-    bentoml serve service.service:MNISTService --port 3000            # models/default
-    MNIST_MODEL=pigeon bentoml serve service.service:MNISTService     # the binary model
+    bentoml serve service.app:MNISTService --port 3000            # models/default
+    MNIST_MODEL=pigeon bentoml serve service.app:MNISTService     # the binary model
 
-Endpoints (POST, JSON unless noted; the OpenAPI page at / has working examples):
-    /predict        {"images": [[784 floats in 0..1], ...], "activation": null|"softmax"|"sigmoid"}
-    /predict_bytes  {"data": base64 of raw uint8/float32 N x 784 or of a .npy file, "format", "dtype", ...}
-    /predict_image  multipart upload "image" (PNG/JPEG, any size or colour) [+ "activation"]
-    /metadata       the served model: name, version, head, labels, accuracy, execution provider, batching
+Endpoints (README, "The HTTP API"; the OpenAPI page at / has working examples):
+    POST /predict        {"images": [[784 floats in 0..1], ...], "activation": null|"softmax"|"sigmoid"}
+    POST /predict_bytes  {"data": base64 of raw uint8/float32 N x 784 or of a .npy file, "format", "dtype", ...}
+    POST /predict_image  multipart upload "image" (PNG/JPEG, any size or colour) [+ "activation"]
+    GET|POST /metadata   the served model: name, version, head, labels, accuracy, execution provider, batching
+    /v2/...              the Open Inference Protocol, with Triton's configuration and statistics extensions
 BentoML adds GET /livez, /readyz (after the model is loaded and warmed up; 503 again once SIGTERM starts the
 drain, service/drain.py) and /metrics.
 
-The one module that acts when imported: BentoML fixes a service's workers and batching when its class is
-defined, and `bentoml serve` imports this module to find it, so `MNISTService` is built here, from the
-environment's settings, with BentoML's fixes installed (service/compat.py). `build_service(settings)` builds
-the same service from any settings (the tests build several in one process).
+Every route above is answered by the front (service/front.py), in front of BentoML's app. The `@bentoml.api`
+methods below are here for the OpenAPI page at / and /docs.json, which BentoML writes from their signatures;
+they serve no request once the worker's model is loaded.
+
+The one module that acts when imported: BentoML fixes a service's workers when its class is defined, and
+`bentoml serve` imports this module to find it, so `MNISTService` is built here, from the environment's
+settings, with BentoML's fixes installed (service/bentoml_internals.py). `build_service(settings)` builds the
+same service from any settings (the tests build several in one process).
 """
 
 # No `from __future__ import annotations`: BentoML reads the API methods' annotations, which name local classes.
 
 import dataclasses
-import functools
 import gc
-import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -30,24 +33,21 @@ import bentoml
 from bentoml.validators import ContentType
 from starlette.middleware.cors import CORSMiddleware
 
-from . import compat
-from .doors import Doors, classify_upload
+from . import bentoml_internals, documents
+from .codecs.npy import PredictBytesRequest
+from .codecs.rows import PredictRequest
+from .codecs.upload import upload_pixels
 from .drain import Drain
+from .errors import ModelLoadError
+from .front import PREDICT_PATHS, Front
 from .gcpauses import watch_gc_pauses
-from .guard import RequestGuard
+from .heads import Activation
 from .logs import configure_logging
-from .predictor import RequestBatch, ResponseBatch
-from .runtime import Activation, ModelLoadError, ModelRuntime
-from .schemas import ModelInfo, PixelRequest, PredictBytesRequest, PredictRequest, PredictResponse
+from .metrics import model_info_gauge
+from .runtime import ModelRuntime
+from .schemas import ModelInfo, PredictResponse
 from .serving import Serving, ServingSlot
 from .settings import ServiceSettings
-
-log = logging.getLogger("service")
-
-API_NAMES = ("predict", "predict_bytes", "predict_image", "metadata")
-JSON_ROUTES = ("/predict", "/predict_bytes", "/metadata")
-UPLOAD_ROUTES = ("/predict_image",)
-PREDICT_ROUTES = ("/predict", "/predict_bytes", "/predict_image")
 
 
 def settings_or_exit() -> ServiceSettings:
@@ -58,25 +58,11 @@ def settings_or_exit() -> ServiceSettings:
         raise SystemExit(f"mnist-serve: cannot serve: {exc}") from None
 
 
-@functools.cache
-def model_info_gauge():  # noqa: ANN201 - a prometheus_client Gauge
-    """One per process (Prometheus refuses a second metric of the same name)."""
-    return bentoml.metrics.Gauge(
-        name="mnist_model_info",
-        documentation="The served model and the ONNX Runtime execution provider actually in use (value 1)",
-        labelnames=["model", "version", "provider"],
-    )
-
-
-def build_service(settings: ServiceSettings):  # noqa: ANN201, C901 - a bentoml.Service; one class definition
-    """The BentoML service over `settings`: its API methods, start-up check and middlewares (guard, doors)."""
-    compat.install()
-    batching, limits = settings.batching, settings.limits
-    batched = {
-        "batchable": batching.enabled,
-        "max_batch_size": batching.max_batch_size,
-        "max_latency_ms": batching.max_latency_ms,
-    }
+def build_service(settings: ServiceSettings):  # noqa: ANN201 - a bentoml.Service
+    """The BentoML service over `settings`: its class (start-up check, worker set-up, the OpenAPI page's
+    methods), then its middlewares, outermost first: CORS (when set), the front."""
+    bentoml_internals.install()
+    limits = settings.limits
     json_request = PredictRequest.limited_to(limits.max_images)
     bytes_request = PredictBytesRequest.limited_to(limits.max_images)
     slot = ServingSlot()
@@ -84,12 +70,12 @@ def build_service(settings: ServiceSettings):  # noqa: ANN201, C901 - a bentoml.
 
     @bentoml.service(
         name="mnist",
-        workers=batching.workers,
+        workers=settings.batching.workers,
         traffic={"timeout": 30},
         logging={"access": {"enabled": False}},  # a log line per request: 10-35% of throughput (issue 3)
         # OpenTelemetry's middleware cost 36% of throughput on the predict routes even with sampling off (the
         # default), so they are excluded; MNIST_TRACE_PREDICT=1 keeps them traced for operators who sample.
-        tracing={"excluded_urls": [] if settings.trace_predict else list(PREDICT_ROUTES)},
+        tracing={"excluded_urls": [] if settings.trace_predict else list(PREDICT_PATHS)},
     )
     class MNISTService:
         """MNIST digit classification: a multilayer perceptron in ONNX Runtime with adaptive batching.
@@ -111,13 +97,12 @@ def build_service(settings: ServiceSettings):  # noqa: ANN201, C901 - a bentoml.
                 raise SystemExit(f"mnist-serve: cannot serve: {exc}") from None
 
         def __init__(self) -> None:
+            """A worker's set-up, in its process: logs, the model (loaded, warmed), the front's slot, the drain."""
             configure_logging(settings.log_format)
-            routes = {"/predict": json_request, "/predict_bytes": bytes_request}
-            self.serving = Serving.start(settings, routes, drain)
+            self.serving = Serving.start(settings, drain)
             slot.serving = self.serving
             meta, provider = self.serving.runtime.metadata, self.serving.runtime.provider
             model_info_gauge().labels(model=meta.name, version=meta.version, provider=provider).set(1)
-            compat.bind_api_methods(self, API_NAMES)
             drain.install()
             # Startup leaves ~100k long-lived objects (BentoML, pydantic, ORT); freezing them keeps full garbage
             # collections from walking them mid-request: p99 at 64 users fell from ~160 ms to ~120 ms.
@@ -129,22 +114,17 @@ def build_service(settings: ServiceSettings):  # noqa: ANN201, C901 - a bentoml.
             """BentoML's /readyz hook: not ready once SIGTERM has started the drain."""
             return not drain.draining
 
-        # async: ORT's call is short (~15 us per image), so it runs on the event loop without a thread hop.
-        @bentoml.api(**batched)
-        async def predict(self, request: json_request, /) -> PredictResponse:  # type: ignore[valid-type]
+        # The OpenAPI page's methods: the front answers these routes; BentoML documents them from these signatures.
+
+        @bentoml.api
+        def predict(self, request: json_request, /) -> PredictResponse:  # type: ignore[valid-type]
             """Classify images sent as JSON rows of 784 pixels in [0, 1] (28x28 row-major, white on black)."""
-            return self._predict(request)
+            return self.serving.predictor.respond(request.pixels, request.activation)
 
-        @bentoml.api(**batched)
-        async def predict_bytes(self, request: bytes_request, /) -> PredictResponse:  # type: ignore[valid-type]
+        @bentoml.api
+        def predict_bytes(self, request: bytes_request, /) -> PredictResponse:  # type: ignore[valid-type]
             """Classify images sent compactly: base64 of raw uint8 (or float32) N x 784 bytes, or of a .npy file."""
-            return self._predict(request)
-
-        def _predict(self, batch: RequestBatch | PixelRequest) -> ResponseBatch | PredictResponse:
-            """With batching on, BentoML hands over a RequestBatch of several requests; off, a single request."""
-            if isinstance(batch, PixelRequest):
-                return self.serving.predictor.respond(batch.pixels, batch.activation)
-            return self.serving.predictor.predict_batch(batch)
+            return self.serving.predictor.respond(request.pixels, request.activation)
 
         @bentoml.api
         def predict_image(
@@ -156,16 +136,14 @@ def build_service(settings: ServiceSettings):  # noqa: ANN201, C901 - a bentoml.
 
             It is turned into MNIST's convention (white digit on black, fit in 20x20, centred by mass in 28x28).
             """
-            # service/doors.py answers this route (and refuses what BentoML's multipart handling let through);
-            # this signature is what BentoML's OpenAPI page shows for it.
-            return classify_upload(self.serving.predictor, Path(image).read_bytes(), activation)
+            return self.serving.predictor.respond(upload_pixels(Path(image).read_bytes()), activation)
 
         @bentoml.api
         def metadata(self) -> ModelInfo:
             """The served model, the execution provider in use and the batching settings."""
-            return self.serving.model_info()
+            return documents.model_info(self.serving.runtime, settings)
 
-    if settings.cors_origins:  # outermost of the service's middlewares, so the doors' answers carry CORS headers
+    if settings.cors_origins:  # outermost of the service's middlewares, so the front's answers carry CORS headers
         MNISTService.add_asgi_middleware(
             CORSMiddleware,
             allow_origins=list(settings.cors_origins),
@@ -173,18 +151,7 @@ def build_service(settings: ServiceSettings):  # noqa: ANN201, C901 - a bentoml.
             allow_headers=["*"],
             expose_headers=["retry-after", "inference-header-content-length"],
         )
-    MNISTService.add_asgi_middleware(  # BentoML keeps the order added: the guard outside the doors
-        RequestGuard,
-        max_body_bytes=limits.max_body_bytes,
-        json_routes=JSON_ROUTES,
-        upload_routes=UPLOAD_ROUTES,
-        max_headers=limits.max_headers,
-        max_header_bytes=limits.max_header_bytes,
-        body_timeout_s=limits.body_timeout_s,
-        api_token=settings.api_token,
-        drain=drain,
-    )
-    MNISTService.add_asgi_middleware(Doors, slot=slot, fast_path=settings.fast_path)
+    MNISTService.add_asgi_middleware(Front, slot=slot, limits=limits, api_token=settings.api_token, drain=drain)
     return MNISTService
 
 

@@ -1,25 +1,34 @@
-"""The contract of `models/<name>/metadata.json`, defined once: the service validates with these models before it
-serves, and `models/metadata.schema.json`, written from them, is what training validates against before it
-writes (training never imports the service).
+"""The artifact contract: `models/<name>/` as training writes it and the service reads it, defined once.
 
-    python -m service.metadata            # rewrite models/metadata.schema.json after changing the models below
+`metadata.json`'s models below are what the service validates before it serves (`load_metadata`, which also
+checks model.onnx's sha256); `models/metadata.schema.json`, written from them, is what training validates
+against before it writes. Training imports this module and nothing else of service/ (the file hash and the
+device names are the two sides' shared words); it needs only pydantic and the standard library.
+
+    python -m service.artifact            # rewrite models/metadata.schema.json after changing the models below
 
 tests/service/test_metadata_schema.py fails when the checked-in schema and these models disagree.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import ModelLoadError
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "models" / "metadata.schema.json"
 IMAGE_SIDE = 28  # MNIST's pictures
 INPUT_WIDTH = IMAGE_SIDE * IMAGE_SIDE  # the model's input row: one picture, row-major
+# Where a model runs, as `python -m training.train --device` and MNIST_DEVICE both take it: auto (CUDA when
+# present, else the CPU), cuda or cpu.
+DEVICES = ("auto", "cuda", "cpu")
 # What the service's checks below say, in JSON Schema terms, for validators that read only the file.
 HEAD_RULES = [
     {
@@ -74,6 +83,35 @@ class ModelMetadata(BaseModel):
         if len(self.labels) != max(outputs, 2):
             raise ValueError(f"{len(self.labels)} labels for {outputs} outputs")
         return self
+
+
+def sha256_of(path: Path) -> str:
+    """The hash metadata.json's `files` records: export writes it, the service checks it before it serves."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def load_metadata(model_dir: Path) -> ModelMetadata:
+    """Read and validate metadata.json and check the sha256 of model.onnx, the one file the service loads."""
+    meta_path = model_dir / "metadata.json"
+    if not meta_path.exists():
+        raise ModelLoadError(f"{meta_path} not found: export a model there with `python -m training.export`")
+    try:
+        metadata = ModelMetadata.model_validate(json.loads(meta_path.read_text()))
+    except (json.JSONDecodeError, ValidationError) as exc:
+        raise ModelLoadError(f"{meta_path} does not describe a servable model: {exc}") from exc
+    if "model.onnx" not in metadata.files:
+        raise ModelLoadError(f"{meta_path} lists no model.onnx")
+    path, expected = model_dir / "model.onnx", metadata.files["model.onnx"].sha256
+    if not path.exists():
+        raise ModelLoadError(f"{path} is missing (listed in {meta_path})")
+    actual = sha256_of(path)
+    if actual != expected:
+        raise ModelLoadError(
+            f"{path} does not match its metadata: sha256 {actual[:12]}... != {expected[:12]}...; "
+            "the file is corrupt or was replaced without re-exporting"
+        )
+    return metadata
 
 
 def json_schema() -> dict[str, Any]:

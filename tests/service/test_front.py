@@ -1,4 +1,5 @@
-"""The HTTP guard on its own, over a stand-in app: header limits, body limits and time-out, the API token."""
+"""The front's HTTP limits on their own, over a stand-in app and no model loaded (every route is handed on):
+header limits, body limits and time-out, the API token."""
 
 from __future__ import annotations
 
@@ -8,20 +9,23 @@ from typing import Any
 
 import pytest
 
-from service.guard import RequestGuard
+from service.drain import Drain
+from service.front import Front
+from service.serving import ServingSlot
+from service.settings import Limits
 
 Message = dict[str, Any]
 
 
 async def echo(scope: dict, receive: Any, send: Any) -> None:  # noqa: ANN401
-    """The app behind the guard: answers 200 with the body it received."""
+    """The app behind the front: answers 200 with the body it received."""
     message = await receive()
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": message.get("body", b"")})
 
 
 def call(
-    guard: RequestGuard,
+    guard: Front,
     path: str = "/predict",
     headers: dict[str, str] | None = None,
     chunks: list[bytes | None] | None = None,
@@ -50,8 +54,9 @@ def call(
     return status, (json.loads(body) if status != 200 else {"echo": body}), response_headers
 
 
-def guard(**options: Any) -> RequestGuard:  # noqa: ANN401
-    return RequestGuard(echo, **({"max_body_bytes": 1024, "json_routes": ["/predict", "/metadata"]} | options))
+def guard(api_token: str = "", drain: Drain | None = None, **limits: Any) -> Front:  # noqa: ANN401
+    """The front's HTTP limits over `echo`, with no model loaded: every route goes on to the app behind."""
+    return Front(echo, ServingSlot(), Limits(**({"max_body_bytes": 1024} | limits)), api_token, drain)
 
 
 def test_a_guarded_body_is_read_whole_and_handed_on() -> None:

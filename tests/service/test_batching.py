@@ -1,4 +1,5 @@
-"""The fast path's predictor in-process, with a stand-in model: parsing, batching, ordering, overload."""
+"""The batcher in-process, with a stand-in model, each request decoded by its codec as the front does: admission,
+batching, ordering, overload."""
 
 from __future__ import annotations
 
@@ -10,15 +11,14 @@ import time
 import numpy as np
 import pytest
 
-from service.compat import register_containers
+from service.batching import Batcher
+from service.bentoml_internals import register_containers
 from service.errors import ClientError
-from service.fastpath import FastPredictor, shed_counter
+from service.metrics import shed_counter
 from service.predictor import RequestBatch, ResponseBatch
-from service.schemas import PredictBytesRequest, Prediction, PredictRequest, PredictResponse
+from service.schemas import Prediction, PredictResponse
 from service.settings import Batching
 from tests.service.answers import answer
-
-ROUTES = {"/predict": PredictRequest, "/predict_bytes": PredictBytesRequest}
 
 
 class StandIn:
@@ -45,9 +45,9 @@ class StandIn:
         return self.response(pixels, activation)
 
 
-def predictor(model: StandIn, **batching: int | bool) -> FastPredictor:
+def predictor(model: StandIn, **batching: int | bool) -> Batcher:
     register_containers()
-    return FastPredictor(ROUTES, model, Batching(**batching))
+    return Batcher(model, Batching(**batching))
 
 
 def body(*digits: int, activation: str | None = None) -> bytes:

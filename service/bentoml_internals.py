@@ -1,15 +1,15 @@
-"""Every use of BentoML internals (pinned 1.4.39), each with its reason and a test in tests/service/test_compat.py
-that fails when BentoML moves or changes what it relies on. `install()` applies the process-wide ones; it is
-called by service.service before BentoML builds the app. The rest are classes and functions used by name.
+"""Every use of BentoML internals (pinned 1.4.39), in this one module, each with its reason and a canary test in
+tests/service/test_bentoml_internals.py that fails when BentoML moves or changes what it relies on. `install()`
+applies the process-wide ones; service/app.py calls it before BentoML builds the app. The rest are classes
+used by name.
 
 - CancellingTimeoutMiddleware replaces `bentoml._internal.server.http.traffic.TimeoutMiddleware` (a timer leak).
 - RecoveringCorkDispatcher: BentoML's adaptive batcher, whose learned wait is forgotten after an idle gap.
-- RequestContainer and ResponseContainer: BentoML's batcher batches whole requests (data container registry).
-- QuietClientErrors: one refusal line instead of a traceback for BentoML's 4xx (with MNIST_FAST_PATH=0).
+- RequestContainer and ResponseContainer: BentoML's batcher batches (and splits) whole requests through its
+  data container registry.
 - require_request_bodies and name_the_openapi_document: the OpenAPI document.
-- bind_api_methods: BentoML's API descriptor rebuilds a signature per request.
 
-The timeout fix, applied before BentoML builds the app; drop it when upstream has it.
+The timeout fix, applied before BentoML builds the app; drop it (and only it) when upstream has it.
 
 BentoML's TimeoutMiddleware arms `loop.call_later(timeout, ...)` for every request and never cancels it, so
 each request leaves a timer, a future and a context alive for `traffic.timeout` seconds (30 here): ~75,000
@@ -17,7 +17,8 @@ live timers at 2,500 requests/s. They all reach the oldest garbage-collector gen
 then took 40-80 ms: the one-image p99 at 64 users was 80-90 ms with the leak and 35 ms without (measured
 side by side with loadtests/quick; docs/benchmarks.md, "The timer leak"). The fix cancels the timer once the
 response has started, and runs the app in the request's own task; timeouts still answer 504 as before.
-tests/service/test_compat.py fails when the pinned class stops leaking: the signal to delete this module.
+tests/service/test_bentoml_internals.py fails when the pinned class stops leaking: the signal to delete
+CancellingTimeoutMiddleware (the other uses stay).
 """
 
 from __future__ import annotations
@@ -25,9 +26,8 @@ from __future__ import annotations
 import asyncio
 import importlib.metadata
 import inspect
-import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import attrs
@@ -37,12 +37,13 @@ from _bentoml_sdk.service import openapi
 from bentoml._internal.marshal.dispatcher import CorkDispatcher
 from bentoml._internal.runner.container import DataContainer, DataContainerRegistry
 from bentoml._internal.server.http import traffic
-from pydantic import ValidationError
 
-from .errors import ClientError, refusals
-from .guard import Receive, Scope, Send
 from .predictor import RequestBatch, ResponseBatch
 from .schemas import PixelRequest, PredictResponse
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 class CancellingTimeoutMiddleware(traffic.TimeoutMiddleware):
@@ -86,9 +87,6 @@ def install() -> None:
     register_containers()
     require_request_bodies()
     name_the_openapi_document()
-    http_app_log = logging.getLogger(HTTP_APP_LOGGER)
-    if not any(isinstance(f, QuietClientErrors) for f in http_app_log.filters):
-        http_app_log.addFilter(QuietClientErrors())
 
 
 class RecoveringCorkDispatcher(CorkDispatcher):
@@ -101,7 +99,7 @@ class RecoveringCorkDispatcher(CorkDispatcher):
     70 ms after a 4x overload, 16 ms after a capacity run, 2.1 ms on a fresh server). When a request arrives
     to an empty queue after more than IDLE_RESET_S of silence there is no batch to wait for, so the learned
     wait is forgotten; under load (arrivals closer than that) the algorithm is BentoML's, unchanged.
-    Checked against BentoML 1.4.39 (tests/service/test_compat.py fails if `optimizer.wait`, `o_stat` or
+    Checked against BentoML 1.4.39 (tests/service/test_bentoml_internals.py fails if `optimizer.wait`, `o_stat` or
     `inbound_call` move).
     """
 
@@ -127,39 +125,11 @@ class RecoveringCorkDispatcher(CorkDispatcher):
         return await super().inbound_call(data)
 
 
-class QuietClientErrors(logging.Filter):
-    """BentoML's API routes log every exception, a client's bad request included, as ERROR with a full
-    traceback (17-90 lines per 400: 64 clients sending `{"images": []}` wrote 2.8 MB/s). This filter, on
-    BentoML's `http_app` logger, turns the 4xx ones into the service's one-line, rate-limited refusal log
-    and lets everything else (5xx, real faults) through. Matters with MNIST_FAST_PATH=0, where BentoML's
-    routes validate /predict and /predict_bytes. Checked against BentoML 1.4.39: the record is
-    `log_exception`'s "Exception on %s [%s]" with (path, method) args and exc_info."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.msg != "Exception on %s [%s]" or not record.exc_info or len(record.args or ()) != 2:
-            return True
-        exc = record.exc_info[1]
-        status = 400 if isinstance(exc, ValidationError) else getattr(getattr(exc, "error_code", None), "value", 500)
-        if not 400 <= status < 500:
-            return True
-        path, method = record.args
-        reason = (
-            str(exc).splitlines()[0]
-            if not isinstance(exc, ValidationError)
-            else ClientError.from_validation(exc).message
-        )
-        refusals.refused(str(method), str(path), status, reason)
-        return False
-
-
-HTTP_APP_LOGGER = "bentoml._internal.server.http_app"
-
-
 def require_request_bodies() -> None:
     """BentoML's OpenAPI document leaves `requestBody.required` out, and OpenAPI's default is false, so the
     document says /predict may be sent without a body (schemathesis sent one; it is a 400). Mark the body
     required wherever the input has required fields. Checked against BentoML 1.4.39 (`APIMethod.openapi_request`
-    returns {"content": ...}; tests/service/test_compat.py fails when it sets `required` itself)."""
+    returns {"content": ...}; tests/service/test_bentoml_internals.py fails when it sets `required` itself)."""
     original = APIMethod.openapi_request
     if getattr(original, "requires_body", False):
         return
@@ -181,7 +151,7 @@ def name_the_openapi_document() -> None:
     own team as its contact. Title it with the project and the running package's version, describe it with
     the service class's docstring, and drop the contact, which is not this service's. Checked against BentoML 1.4.39
     (`_bentoml_sdk.service.openapi.generate_spec`, imported by `Service.openapi_spec` at each call;
-    tests/service/test_compat.py fails when that changes)."""
+    tests/service/test_bentoml_internals.py fails when that changes)."""
     original = openapi.generate_spec
     if getattr(original, "names_document", False):
         return
@@ -205,15 +175,6 @@ def project_version() -> str:
         return importlib.metadata.version(PROJECT)
     except importlib.metadata.PackageNotFoundError:  # a bento: the source without the installed package
         return "unreleased"
-
-
-def bind_api_methods(instance: object, names: Iterable[str]) -> None:
-    """BentoML looks an API method up on the service instance for every request, and its descriptor
-    (`_bentoml_sdk.method.APIMethod.__get__`) rebuilds `inspect.signature` each time: 11% of the worker's CPU
-    under load. An instance attribute shadows the descriptor, so each API is bound once here. Checked against
-    BentoML 1.4.39 (tests/service/test_compat.py fails when APIMethod stops being a non-data descriptor)."""
-    for name in names:
-        setattr(instance, name, getattr(instance, name))
 
 
 # Batching whole requests. Teach BentoML's adaptive batcher to batch whole requests, not bare arrays.

@@ -1,6 +1,7 @@
-"""The Open Inference Protocol (v2) over HTTP, as Triton, KServe, MLServer and TorchServe speak it: requests to
-pixels, answers to tensors. Plain code (no BentoML); service/doors.py routes `/v2/...` here and batches the
-pixels through the same core as every other door.
+"""The Open Inference Protocol's (v2) inference codec, as Triton, KServe, MLServer and TorchServe speak it: an
+infer request (JSON, or JSON + binary tensor data) -> pixels and the answer's form; a response -> tensors.
+Plain code (no BentoML). service/front.py routes `/v2/...` (its `v2_route`) and admits and batches the pixels
+like every other door's; the GET routes' documents are service/documents.py's.
 
     GET  /v2                                   server metadata
     GET  /v2/health/live, /v2/health/ready     200 {"live": true} / {"ready": true}
@@ -29,25 +30,20 @@ import json
 import struct
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .decoding import unit_range
-from .errors import ClientError
-from .metadata import INPUT_WIDTH, ModelMetadata
-from .runtime import ACTIVATIONS, Activation, InputError, validate_pixels
-from .schemas import PredictResponse
-from .settings import Batching, Limits
+from ..artifact import INPUT_WIDTH
+from ..errors import ClientError, InputError
+from ..heads import OUTPUT_ACTIVATIONS, Activation
+from ..schemas import PredictResponse
+from .pixels import check_images, unit_range, validate_pixels
 
 HEADER_LENGTH = "inference-header-content-length"  # the binary extension's header
 INPUT_DATATYPES = {"FP32": np.dtype("<f4"), "UINT8": np.dtype("u1")}
 OUTPUTS = ("probabilities", "label")
-EXTENSIONS = ["binary_tensor_data", "model_configuration", "statistics"]
-# Triton numbers a model's versions and its tools read them as integers (perf_analyzer parses the statistics'
-# `version` with stoll): the served model, whose own version is a hash, is also version "1" on the v2 routes.
-TRITON_VERSION = "1"
 
 
 class Tensor(BaseModel):
@@ -95,90 +91,6 @@ def error(message: str, status: int = 400) -> ClientError:
     return ClientError(status, message)
 
 
-def server_metadata(version: str) -> dict[str, Any]:
-    return {"name": "mnist-serve", "version": version, "extensions": EXTENSIONS}
-
-
-def model_metadata(meta: ModelMetadata) -> dict[str, Any]:
-    classes = len(meta.labels) if meta.head == "softmax" else -1
-    return {
-        "name": meta.name,
-        "versions": [meta.version],
-        "platform": "onnxruntime_onnx",
-        "inputs": [{"name": meta.input.name, "datatype": "FP32", "shape": [-1, meta.input.shape[1]]}],
-        "outputs": [
-            # one per label with softmax; the one-output (sigmoid) model gives 1 with sigmoid, 2 with softmax
-            {"name": "probabilities", "datatype": "FP32", "shape": [-1, classes]},
-            {"name": "label", "datatype": "BYTES", "shape": [-1]},
-        ],
-        "parameters": {"activations": list(ACTIVATIONS), "default_activation": meta.head, "labels": meta.labels},
-    }
-
-
-def health(what: str) -> dict[str, Any]:
-    """`GET /v2/health/live` or `/ready`: the body KServe's client reads (Triton's reads only the 200)."""
-    return {what: True}
-
-
-def model_ready(meta: ModelMetadata) -> dict[str, Any]:
-    """`GET /v2/models/{name}/ready`, as KServe's server answers it; both clients read only the 200."""
-    return {"name": meta.name, "ready": True}
-
-
-def model_config(meta: ModelMetadata, limits: Limits, batching: Batching, provider: str) -> dict[str, Any]:
-    """Triton's model configuration (model_config.proto's ModelConfig as JSON) for the served model.
-
-    perf_analyzer reads `max_batch_size` (over 0: the inputs' first dimension is the batch), `dynamic_batching`
-    and `input`/`output`. Triton's `max_batch_size` is the most a request may carry: here MNIST_MAX_IMAGES. The
-    adaptive batcher's queue policy maps onto Triton's: a request waiting past MNIST_MAX_LATENCY_MS is
-    rejected (503), and past MNIST_MAX_QUEUE requests a new one is. Fields with no meaning here are left out
-    (optimization, model_warmup, sequence or ensemble scheduling, gpus); README's v2 section lists them.
-    """
-    classes = len(meta.labels) if meta.head == "softmax" else -1
-    config: dict[str, Any] = {
-        "name": meta.name,
-        "platform": "onnxruntime_onnx",
-        "backend": "onnxruntime",
-        "version_policy": {"specific": {"versions": [int(TRITON_VERSION)]}},
-        "max_batch_size": limits.max_images,
-        "input": [{"name": meta.input.name, "data_type": "TYPE_FP32", "format": "FORMAT_NONE", "dims": [INPUT_WIDTH]}],
-        "output": [
-            {"name": "probabilities", "data_type": "TYPE_FP32", "dims": [classes]},
-            {"name": "label", "data_type": "TYPE_STRING", "dims": [1], "reshape": {"shape": []}},
-        ],
-        "instance_group": [
-            {
-                "name": f"{meta.name}_0",
-                "kind": "KIND_GPU" if provider.startswith("CUDA") else "KIND_CPU",
-                "count": batching.workers,  # one ONNX Runtime session per worker process
-            }
-        ],
-        "default_model_filename": "model.onnx",
-        "parameters": {
-            key: {"string_value": str(value)}
-            for key, value in {
-                "model_version": meta.version,  # the contract's version (a hash); Triton's is TRITON_VERSION
-                "default_activation": meta.head,
-                "activations": ",".join(ACTIVATIONS),
-                "execution_provider": provider,
-                "max_images_per_model_call": batching.max_batch_size if batching.enabled else limits.max_images,
-            }.items()
-        },
-        "model_transaction_policy": {"decoupled": False},
-        "response_cache": {"enable": False},
-    }
-    if batching.enabled:
-        config["dynamic_batching"] = {
-            "default_queue_policy": {
-                "timeout_action": "REJECT",
-                "default_timeout_microseconds": batching.max_latency_ms * 1000,
-                "allow_timeout_override": False,
-                "max_queue_size": batching.max_queue,
-            }
-        }
-    return config
-
-
 def check_model(request: InferenceRequest, model: str, versions: Collection[str]) -> None:
     """`model_name` / `model_version` in the body (KServe's client sends them) must name what the path does."""
     if request.model_name is not None and request.model_name != model:
@@ -218,8 +130,8 @@ def parse_inference(
         raise error(f"unknown input {tensor.name!r}; the model's input is {input_name!r}")
     pixels = input_pixels(tensor, binary, max_rows)
     activation = request.parameters.get("activation")
-    if activation is not None and activation not in ACTIVATIONS:
-        raise error(f"parameters.activation: must be one of {', '.join(ACTIVATIONS)}")
+    if activation is not None and activation not in OUTPUT_ACTIVATIONS:
+        raise error(f"parameters.activation: must be one of {', '.join(OUTPUT_ACTIVATIONS)}")
     wanted = [o.name for o in request.outputs] if request.outputs else list(OUTPUTS)
     if unknown := [name for name in wanted if name not in OUTPUTS]:
         raise error(f"unknown output {unknown[0]!r}; outputs: {', '.join(OUTPUTS)}")
@@ -234,10 +146,10 @@ def input_pixels(tensor: Tensor, binary: bytes, max_rows: int) -> np.ndarray:
     dtype = INPUT_DATATYPES.get(tensor.datatype)
     if dtype is None:
         raise error(f"input {tensor.name}: datatype {tensor.datatype} is not supported; use FP32 or UINT8")
-    if len(tensor.shape) not in (2, 3) or int(np.prod(tensor.shape[1:])) != INPUT_WIDTH or tensor.shape[0] < 1:
-        raise error(f"input {tensor.name}: shape {tensor.shape}; expected [N, 784] or [N, 28, 28]")
-    if tensor.shape[0] > max_rows:
-        raise error(f"input {tensor.name}: {tensor.shape[0]} images in one request; the limit is {max_rows}")
+    try:
+        check_images(f"input {tensor.name}", tensor.shape, max_rows)  # before any data is read
+    except InputError as exc:
+        raise error(str(exc)) from None
     count = int(np.prod(tensor.shape))
     size = tensor.parameters.get("binary_data_size")
     if size is not None:
@@ -305,34 +217,3 @@ def bytes_tensor(values: list[str]) -> bytes:
         raw = value.encode()
         out += struct.pack("<I", len(raw)) + raw
     return bytes(out)
-
-
-Route = Literal["server", "live", "ready", "model", "model_ready", "infer", "config", "stats"]
-
-
-def route(method: str, path: str) -> tuple[Route, str | None, str | None] | None:
-    """`/v2/...` -> (what, model name, version); None for a path the protocol does not have."""
-    parts = path.strip("/").split("/")
-    if parts[0] != "v2":
-        return None
-    rest = parts[1:]
-    if method == "GET" and rest == []:
-        return "server", None, None
-    if method == "GET" and rest in (["health", "live"], ["health", "ready"]):
-        return ("live" if rest[1] == "live" else "ready"), None, None
-    if method == "GET" and rest == ["models", "stats"]:
-        return "stats", None, None  # every model's: this server's one
-    if len(rest) < 2 or rest[0] != "models":
-        return None
-    name, version, tail = rest[1], None, rest[2:]
-    if tail[:1] == ["versions"] and len(tail) >= 2:
-        version, tail = tail[1], tail[2:]
-    if method == "GET" and tail == []:
-        return "model", name, version
-    if method == "GET" and tail == ["ready"]:
-        return "model_ready", name, version
-    if method == "POST" and tail == ["infer"]:
-        return "infer", name, version
-    if method == "GET" and tail in (["config"], ["stats"]):
-        return tail[0], name, version
-    return None

@@ -18,8 +18,8 @@ import zlib
 import numpy as np
 from PIL import Image, ImageOps
 
-from .metadata import IMAGE_SIDE, INPUT_WIDTH
-from .runtime import InputError
+from ..artifact import IMAGE_SIDE, INPUT_WIDTH
+from ..errors import InputError
 
 MAX_PIXELS = 4096 * 4096  # decompression-bomb guard: refuse larger pictures before decoding them
 INK_THRESHOLD = 0.2  # fraction of full intensity above which a pixel counts as ink when cropping

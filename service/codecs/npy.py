@@ -1,7 +1,8 @@
-"""Request bodies to validated pixels: JSON rows, and the compact base64 forms (raw bytes or a .npy file).
+"""The compact wire form (`POST /predict_bytes`): a JSON body whose `data` is base64 of raw uint8 or float32
+N x 784 bytes, or of a .npy file -> a validated request. Its answer is JSON, written by service/codecs/rows.py.
 
-Plain functions, called by the request models' validators (service/schemas.py), so that what decides a
-request's pixels can be tested, and mutation-tested, on its own.
+The functions are plain, so that what decides a request's pixels can be tested, and mutation-tested, on its
+own; the request model's validator calls them while the body is parsed.
 """
 
 from __future__ import annotations
@@ -13,21 +14,48 @@ import math
 from typing import Literal
 
 import numpy as np
+from pydantic import ConfigDict, Field, model_validator
 
-from .metadata import INPUT_WIDTH
-from .runtime import InputError, validate_pixels
+from ..artifact import INPUT_WIDTH
+from ..errors import InputError
+from ..schemas import EXAMPLE_DIGIT, PixelRequest, parse
+from .pixels import check_images, unit_range, validate_pixels
 
 NPY_MAX_HEADER = 1024  # bytes of .npy header; NumPy writes ~128 for a plain array
-UINT8_SCALE = 255.0  # uint8 pixel -> [0, 1], as in training (torchvision's ToTensor)
 
 
-def pixels_from_rows(images: list[list[float]], max_rows: int | None = None) -> np.ndarray:
-    """JSON rows of 784 floats in [0, 1] -> (N, 784) float32."""
-    try:
-        pixels = np.asarray(images, dtype=np.float64)  # JSON numbers are doubles: 1e39 is out of range, not inf
-    except ValueError as exc:  # ragged rows
-        raise InputError("images", f"every image must have exactly {INPUT_WIDTH} values") from exc
-    return validate_pixels(pixels, "images", max_rows)
+class PredictBytesRequest(PixelRequest):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "example": {  # OpenAPI 3.0's singular form: BentoML's spec model has no "examples"
+                "data": EXAMPLE_DIGIT,
+                "format": "raw",
+                "dtype": "uint8",
+            }
+        },
+    )
+
+    data: str = Field(
+        description="base64 of the images: raw bytes (N x 784 values, row-major) or a .npy file "
+        "of shape (N, 784) or (N, 28, 28)",
+        json_schema_extra={"minLength": 4, "pattern": "^[A-Za-z0-9+/]*={0,2}$"},
+    )
+    format: Literal["raw", "npy"] = Field(default="raw", description="raw bytes, or a NumPy .npy file")
+    dtype: Literal["uint8", "float32"] = Field(
+        default="uint8", description="raw only: uint8 pixels 0-255, or float32 in [0, 1]; .npy carries its own"
+    )
+
+    @model_validator(mode="after")
+    def _to_pixels(self) -> PredictBytesRequest:
+        self._pixels = pixels_from_base64(self.data, self.format, self.dtype, self.max_images)
+        self.data = ""
+        return self
+
+
+def decode(body: bytes, max_images: int) -> PixelRequest:
+    """A /predict_bytes body -> a validated request, or ClientError 400 naming the field."""
+    return parse(PredictBytesRequest.limited_to(max_images), body)
 
 
 def pixels_from_base64(
@@ -51,11 +79,6 @@ def pixels_from_base64(
     return validate_pixels(unit_range(array), "data", max_rows)
 
 
-def unit_range(array: np.ndarray) -> np.ndarray:
-    """uint8 pixels (0..255) -> float32 in [0, 1], as training saw them; float pixels as they are."""
-    return array.astype(np.float32) / UINT8_SCALE if array.dtype == np.uint8 else array
-
-
 def array_from_npy(raw: bytes, max_rows: int | None = None) -> np.ndarray:
     """A .npy file's array, its header checked first: a header may declare any shape, and np.load would
     allocate it (a (10**12, 784) header was a MemoryError, a (5e6, 784) one 15.7 GB) before finding the data
@@ -70,10 +93,7 @@ def array_from_npy(raw: bytes, max_rows: int | None = None) -> np.ndarray:
     except (ValueError, OSError, EOFError, SyntaxError, TypeError) as exc:
         reason = str(exc).split(". ")[0].splitlines()[0] if str(exc) else exc.__class__.__name__
         raise InputError("data", f"not a readable .npy file ({reason})") from exc
-    if len(shape) not in (2, 3) or math.prod(shape[1:]) != INPUT_WIDTH:
-        raise InputError("data", f"expected shape (N, 784) or (N, 28, 28), got {tuple(shape)}")
-    if max_rows is not None and shape[0] > max_rows:
-        raise InputError("data", f"{shape[0]} images in one request; the limit is {max_rows}")
+    check_images("data", shape, max_rows)
     if dtype.hasobject or not (dtype == np.uint8 or np.issubdtype(dtype, np.floating)):
         raise InputError("data", f"dtype {dtype} is not supported; use uint8 or float32")
     data = memoryview(raw)[stream.tell() :]

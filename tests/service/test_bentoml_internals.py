@@ -1,9 +1,8 @@
-"""service/compat.py, each still needed by the pinned BentoML, each fix keeps its behaviour."""
+"""service/bentoml_internals.py, each still needed by the pinned BentoML, each fix keeps its behaviour."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -12,18 +11,11 @@ import pytest
 from _bentoml_sdk.method import APIMethod
 from _bentoml_sdk.service import openapi
 from bentoml._internal.server.http.traffic import TimeoutMiddleware
-from bentoml.exceptions import BadInput
-from pydantic import ValidationError
 
-from service.compat import (
-    HTTP_APP_LOGGER,
+from service.bentoml_internals import (
     CancellingTimeoutMiddleware,
-    QuietClientErrors,
     RecoveringCorkDispatcher,
-    install,
 )
-from service.schemas import PredictRequest
-from tests.service.conftest import app_settings, serve_in_process
 
 Message = dict[str, Any]
 
@@ -57,7 +49,8 @@ def run(coroutine: Any) -> Any:  # noqa: ANN401
 
 
 def test_the_pinned_bentoml_leaves_a_timer_per_request() -> None:
-    """When this fails, BentoML has fixed its TimeoutMiddleware: delete service/compat.py."""
+    """When this fails, BentoML has fixed its TimeoutMiddleware: delete CancellingTimeoutMiddleware (and its
+    install) from service/bentoml_internals.py."""
     _, armed = run(serve(TimeoutMiddleware(answer_at_once, timeout=30), requests=20))
     assert armed == 20
 
@@ -158,74 +151,9 @@ def test_under_load_the_learned_wait_is_kept() -> None:
     assert cork.optimizer.wait == 0.07
 
 
-# BentoML's traceback for a client's bad request, turned into one refusal line.
-
-
-class FakeRequest:
-    class url:  # noqa: N801 - the shape of starlette's Request.url
-        path = "/predict"
-
-    method = "POST"
-
-
-def log_bentoml_exception(exc: Exception) -> None:
-    from bentoml._internal.server.http_app import log_exception
-
-    try:
-        raise exc
-    except type(exc):
-        log_exception(FakeRequest())  # type: ignore[arg-type]
-
-
-def validation_error() -> ValidationError:
-    try:
-        PredictRequest.model_validate({"images": []})
-    except ValidationError as exc:
-        return exc
-    raise AssertionError("validated")
-
-
-@pytest.mark.parametrize(
-    ("exc", "line"),
-    [
-        (validation_error(), "refused POST /predict 400: images: no images: send at least one"),
-        (BadInput("not a file"), "refused POST /predict 400: not a file"),
-    ],
-    ids=["validation", "bad input"],
-)
-def test_bentoml_client_errors_become_one_refusal_line(
-    exc: Exception, line: str, caplog: pytest.LogCaptureFixture
-) -> None:
-    install()
-    with caplog.at_level(logging.INFO):
-        log_bentoml_exception(exc)
-    assert [(r.name, r.levelname, r.getMessage(), r.exc_info) for r in caplog.records] == [
-        ("service.refused", "WARNING", line, None)
-    ]
-
-
-def test_bentoml_server_errors_keep_their_traceback(caplog: pytest.LogCaptureFixture) -> None:
-    install()
-    with caplog.at_level(logging.INFO):
-        log_bentoml_exception(RuntimeError("the model fell over"))
-    (record,) = caplog.records
-    assert (record.name, record.levelname, record.getMessage()) == (
-        HTTP_APP_LOGGER,
-        "ERROR",
-        "Exception on /predict [POST]",
-    )
-    assert record.exc_info[0] is RuntimeError
-
-
-def test_install_adds_the_filter_once() -> None:
-    install()
-    install()
-    assert sum(isinstance(f, QuietClientErrors) for f in logging.getLogger(HTTP_APP_LOGGER).filters) == 1
-
-
 def test_bentoml_still_leaves_request_bodies_optional_where_the_fix_requires_them(client: Any) -> None:  # noqa: ANN401
     """When the first assert fails, BentoML writes `required` itself: delete require_request_bodies."""
-    from service.service import MNISTService
+    from service.app import MNISTService
 
     api = MNISTService.apis["predict"]
     assert "required" not in APIMethod.openapi_request.__wrapped__(api)
@@ -237,8 +165,8 @@ def test_bentoml_still_leaves_request_bodies_optional_where_the_fix_requires_the
 
 def test_the_openapi_document_names_this_service(client: Any) -> None:  # noqa: ANN401
     """When the last assert fails, BentoML no longer writes its own contact and "None": re-check the patch."""
-    from service.compat import project_version
-    from service.service import MNISTService
+    from service.app import MNISTService
+    from service.bentoml_internals import project_version
 
     info = client.get("/docs.json").json()["info"]
     assert (info["title"], info["version"]) == ("mnist-serve", project_version())
@@ -246,31 +174,3 @@ def test_the_openapi_document_names_this_service(client: Any) -> None:  # noqa: 
     assert info["description"].startswith("MNIST digit classification")
     bentoml_own = openapi.generate_spec.__wrapped__(MNISTService).info
     assert (bentoml_own.title, bentoml_own.version, bentoml_own.contact.name) == ("mnist", "None", "BentoML Team")
-
-
-def test_bentomls_api_descriptor_still_rebuilds_per_lookup_where_binding_once_skips_it(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """When APIMethod stops being a non-data descriptor (a `__set__`), an instance attribute no longer shadows it
-    and `bind_api_methods` is undone; when its `__get__` stops building a caller (inspect.signature) per lookup,
-    binding is no longer needed."""
-    import bentoml
-
-    assert hasattr(APIMethod, "__get__")
-    assert not hasattr(APIMethod, "__set__")
-    built: list[str] = []
-    local_call = APIMethod._local_call  # noqa: SLF001
-
-    def counting(self: APIMethod, instance: Any) -> Any:  # noqa: ANN401
-        built.append(self.name)
-        return local_call(self, instance)
-
-    with serve_in_process(app_settings()):
-        instance = bentoml.get_current_service()
-        monkeypatch.setattr(APIMethod, "_local_call", counting)
-        descriptor = type(instance).__dict__["predict"]
-        descriptor.__get__(instance, type(instance))
-        descriptor.__get__(instance, type(instance))
-        assert built == ["predict", "predict"]
-        instance.predict  # noqa: B018 - the lookup BentoML makes per request
-        assert built == ["predict", "predict"]  # bound once, by the service's start-up: no caller built
