@@ -28,19 +28,25 @@ from .report import update_section
 DOC = Path("docs/testing.md")
 # mutmut's names: module.x_function or module.xǁClassǁmethod, then __mutmut_N.
 SCOPE = {
-    "the runtime: probabilities, labels, validation": [
-        "service.runtime.x_softmax__mutmut_*",
-        "service.runtime.x_sigmoid__mutmut_*",
+    "probabilities, labels and the input contract": [
+        "service.heads.x_softmax__mutmut_*",
+        "service.heads.x_sigmoid__mutmut_*",
+        "service.heads.x_probabilities__mutmut_*",
         "service.runtime.xǁModelRuntimeǁprobabilities__mutmut_*",
         "service.runtime.xǁModelRuntimeǁpredict__mutmut_*",
-        "service.runtime.x_validate_pixels__mutmut_*",
+        "service.codecs.pixels.x_validate_pixels__mutmut_*",
+        "service.codecs.pixels.x_check_images__mutmut_*",
     ],
-    "request decoding (/predict, /predict_bytes)": ["service.decoding.*"],
+    "request decoding (/predict, /predict_bytes)": [
+        "service.codecs.rows.x_pixels_from_rows__mutmut_*",
+        "service.codecs.npy.*",
+        "service.codecs.pixels.x_unit_range__mutmut_*",
+    ],
     "request batching and per-request slicing": [
         "service.predictor.*",
         "service.bentoml_internals.xǁRequestContainerǁ*",
         "service.bentoml_internals.xǁResponseContainerǁ*",
-        "service.fastpath.xǁFastPredictorǁ*",
+        "service.batching.xǁBatcherǁ*",
     ],
     "image preprocessing (/predict_image)": ["service.codecs.images.*"],
     "data splits and augmentation": [
@@ -67,16 +73,21 @@ SCOPE = {
     # The wiring between the parts (issue 18): where one-line bugs passed a tier strong on each part.
     "wiring: settings from the environment, and /metadata": [
         "service.settings.*",
-        "service.serving.xǁServingǁmodel_info__mutmut_*",
+        "service.documents.x_model_info__mutmut_*",
     ],
     "wiring: train()'s orchestration, sizing and summary": [
         "training.train.x_train__mutmut_*",
+        "training.train.x_train_epoch__mutmut_*",
+        "training.train.x_epoch_record__mutmut_*",
+        "training.train.x_save_progress__mutmut_*",
+        "training.train.x_summarize__mutmut_*",
+        "training.train.xǁFitǁ*",
         "training.train.x_make_schedule__mutmut_*",
         "training.train.x_make_optimizer__mutmut_*",
     ],
     "wiring: the CLI's flags to configs": ["training.train.x_configs_from_args__mutmut_*"],
     "wiring: the v2 answers' declared shapes": [
-        "service.codecs.v2.x_model_metadata__mutmut_*",
+        "service.documents.x_model_metadata__mutmut_*",
         "service.codecs.v2.x_encode_response__mutmut_*",
     ],
 }
@@ -112,22 +123,22 @@ EQUIVALENT: list[tuple[str, str, str]] = [
         "`randint(span, ...)` is `randint(0, span, ...)`: low defaults to 0",
     ),
     (
-        "service.decoding.x_pixels_from_rows__*",
+        "service.codecs.rows.x_pixels_from_rows__*",
         r"np\.asarray\(images, (dtype=None)?\)",
         "NumPy reads a list of Python floats as float64 without being told: the dtype written",
     ),
     (
-        "service.decoding.x_unit_range__*",
+        "service.codecs.pixels.x_unit_range__*",
         r"array\.astype\(None\) / UINT8_SCALE",
         "uint8 / 255 in float64, then cast to float32 by validate_pixels: equal to float32 / 255 for all 256 values",
     ),
     (
-        "service.decoding.x_pixels_from_base64__*",
+        "service.codecs.npy.x_pixels_from_base64__*",
         r'format: Literal\["raw", "npy"\] = "(XXrawXX|RAW)"',
         "any format other than 'npy' takes the raw branch; the request model allows only 'raw' and 'npy'",
     ),
     (
-        "service.decoding.x_pixels_from_base64__*",
+        "service.codecs.npy.x_pixels_from_base64__*",
         r"reshape\(-2, NUM_PIXELS\)",
         "NumPy reads any negative size in reshape as 'the rest', like -1",
     ),

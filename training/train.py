@@ -341,7 +341,11 @@ def train(
     stop_after_epoch: int | None = None,
     data: MNISTSplits | None = None,
 ) -> RunResult:
-    """Fit `model_cfg` on MNIST; `resume` continues from run_dir/last.pt; `stop_after_epoch` simulates a crash."""
+    """Fit `model_cfg` on MNIST; `resume` continues from run_dir/last.pt; `stop_after_epoch` simulates a crash.
+
+    The run, top to bottom: set up (device, data, model, optimizer, schedule), restore, then per epoch one pass
+    over the training split (`train_epoch`), its record (`epoch_record`), the best checkpoint and the periodic
+    save (`save_progress`); last, the best model on the test set (`summarize`)."""
     device = resolve_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -355,17 +359,14 @@ def train(
     data = MNISTSplits(data.train.to(device), data.val.to(device), data.test.to(device))
     model = MLP(model_cfg).to(device)
     optimizer = make_optimizer(model, cfg, fused=device.type == "cuda")
-    update_size = cfg.batch_size * cfg.grad_accum
-    updates_per_epoch = 1 if cfg.dry_run else math.ceil(len(data.train) / update_size)
+    updates_per_epoch = 1 if cfg.dry_run else math.ceil(len(data.train) / (cfg.batch_size * cfg.grad_accum))
     epochs = 1 if cfg.dry_run else cfg.epochs
     schedule = make_schedule(optimizer, cfg, updates_per_epoch * epochs)
     loss_fn = make_loss(model_cfg, data_cfg.positive_digits)
     # Shuffles and augmentation offsets are drawn where the images are: on a GPU no per-step copy from the host.
     # On the CPU this is the generator it always was, so a seed gives the weights it gave before.
     shuffle = torch.Generator(device=device).manual_seed(cfg.seed)
-    distortion = cfg.distortion
-    use_amp = cfg.amp and device.type == "cuda"
-    count_correct = lambda logits, y: correct_count(logits, y, data_cfg.positive_digits)  # noqa: E731
+    fit = Fit(model, optimizer, schedule, loss_fn, shuffle, cfg, data_cfg.positive_digits, device)
 
     config = {
         "model": dataclasses.asdict(model_cfg),
@@ -386,70 +387,124 @@ def train(
     best_checkpoint = BestCheckpoint(run_dir / "best.pt", best_val)
     last_save = time.perf_counter()  # a run shorter than SAVE_EVERY_S writes its files once, after its last epoch
     for epoch in range(start_epoch + 1, epochs + 1):
-        t0 = time.perf_counter()
-        order = torch.randperm(len(data.train), generator=shuffle, device=device)
-        # summed on the device and read once, after the epoch: a read per step was a host sync per step
-        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-        correct = torch.zeros((), dtype=torch.int64, device=device)
-        seen = 0
-        model.train()
-        bar = tqdm(range(updates_per_epoch), desc=f"epoch {epoch}/{epochs}", leave=False, disable=None)
-        for step in bar:
-            idx = order[step * update_size : (step + 1) * update_size]
-            x = random_distort(random_shift(data.train.x[idx], cfg.augment_shift, shuffle), distortion, shuffle)
-            y = data.train.y[idx]
-            autocast = torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else None
-            batch_loss, batch_correct = accumulated_update(
-                model, optimizer, loss_fn, x, y, cfg.batch_size, autocast, count_correct
-            )
-            schedule.step()
-            loss_sum += batch_loss
-            correct += batch_correct
-            seen += len(y)
-        train_loss, train_correct = float(loss_sum), int(correct)  # waits for the device: the epoch's end
-        epoch_seconds = time.perf_counter() - t0
-        val = evaluate(model, data.val, loss_fn, data_cfg.positive_digits, cfg.eval_batch_size)
-        record = {
-            "epoch": epoch,
-            "train_loss": train_loss / seen,
-            "train_accuracy": train_correct / seen,  # in training mode (dropout on, augmented), as it went
-            "val_loss": val["loss"],
-            "val_accuracy": val["accuracy"],
-            "dead_relu_fraction": dead_unit_fraction(model, data.val.x),
-            "lr": schedule.get_last_lr()[0],
-            "epoch_seconds": epoch_seconds,
-        }
+        train_loss, train_accuracy, epoch_seconds = train_epoch(fit, data.train, updates_per_epoch, f"{epoch}/{epochs}")
+        record = epoch_record(epoch, fit, data.val, train_loss, train_accuracy, epoch_seconds)
         history.append(record)
-        log.info(
-            "epoch %d: train loss %.4f acc %.4f | val loss %.4f acc %.4f | dead relu %s | %.2fs",
-            epoch,
-            record["train_loss"],
-            record["train_accuracy"],
-            record["val_loss"],
-            record["val_accuracy"],
-            "n/a" if record["dead_relu_fraction"] is None else f"{record['dead_relu_fraction']:.3f}",
-            epoch_seconds,
-        )
         best_checkpoint.offer(
-            val["accuracy"],
+            record["val_accuracy"],
             lambda: {"model": model.state_dict(), "config": config, "epoch": epoch, "metrics": record},
             always=cfg.keep == "last",
         )
         stopping = epoch == epochs or (stop_after_epoch is not None and epoch >= stop_after_epoch)
         if stopping or time.perf_counter() - last_save >= SAVE_EVERY_S:  # an interrupted run resumes from here
-            best_checkpoint.save()
-            progress = {"history": history, "best_val": best_checkpoint.best_accuracy, "epoch": epoch, "config": config}
-            save_checkpoint(run_dir / "last.pt", training_state(model, optimizer, schedule, shuffle) | progress)
-            atomic_write_json(run_dir / "metrics.json", history)
-            if not cfg.dry_run:
-                plot_curves(history, run_dir / "curves.png", f"{cfg.name}: {config['parameters']:,} parameters")
+            save_progress(run_dir, fit, best_checkpoint, history, config, epoch)
             last_save = time.perf_counter()
         if stop_after_epoch is not None and epoch >= stop_after_epoch:
             return RunResult(run_dir, model, history, {})
+    summary = summarize(run_dir, fit, data.test, history, config)
+    return RunResult(run_dir, model, history, summary)
 
-    best = torch.load(run_dir / "best.pt", map_location=device, weights_only=True)
+
+@dataclass
+class Fit:
+    """What an epoch's updates work with, set up once by `train`."""
+
+    model: MLP
+    optimizer: torch.optim.Optimizer
+    schedule: Any  # a torch.optim.lr_scheduler
+    loss_fn: Any
+    shuffle: torch.Generator
+    cfg: TrainConfig
+    positive_digits: tuple[int, ...]
+    device: torch.device
+
+    def count_correct(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return correct_count(logits, y, self.positive_digits)
+
+
+def train_epoch(fit: Fit, split: Split, updates: int, label: str) -> tuple[float, float, float]:
+    """One pass of `updates` updates over `split`, shuffled and augmented: (mean loss, accuracy in training mode
+    (dropout on, augmented), seconds)."""
+    cfg, device = fit.cfg, fit.device
+    update_size = cfg.batch_size * cfg.grad_accum
+    use_amp = cfg.amp and device.type == "cuda"
+    t0 = time.perf_counter()
+    order = torch.randperm(len(split), generator=fit.shuffle, device=device)
+    # summed on the device and read once, after the epoch: a read per step was a host sync per step
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    seen = 0
+    fit.model.train()
+    for i in tqdm(range(updates), desc=f"epoch {label}", leave=False, disable=None):
+        idx = order[i * update_size : (i + 1) * update_size]
+        x = random_distort(random_shift(split.x[idx], cfg.augment_shift, fit.shuffle), cfg.distortion, fit.shuffle)
+        y = split.y[idx]
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else None
+        batch_loss, batch_correct = accumulated_update(
+            fit.model, fit.optimizer, fit.loss_fn, x, y, cfg.batch_size, autocast, fit.count_correct
+        )
+        fit.schedule.step()
+        loss_sum += batch_loss
+        correct += batch_correct
+        seen += len(y)
+    train_loss, train_correct = float(loss_sum), int(correct)  # waits for the device: the epoch's end
+    return train_loss / seen, train_correct / seen, time.perf_counter() - t0
+
+
+def epoch_record(
+    epoch: int, fit: Fit, val_split: Split, train_loss: float, train_accuracy: float, seconds: float
+) -> dict[str, Any]:
+    """The epoch's line in metrics.json (validated on `val_split`), logged."""
+    val = evaluate(fit.model, val_split, fit.loss_fn, fit.positive_digits, fit.cfg.eval_batch_size)
+    record = {
+        "epoch": epoch,
+        "train_loss": train_loss,
+        "train_accuracy": train_accuracy,  # in training mode (dropout on, augmented), as it went
+        "val_loss": val["loss"],
+        "val_accuracy": val["accuracy"],
+        "dead_relu_fraction": dead_unit_fraction(fit.model, val_split.x),
+        "lr": fit.schedule.get_last_lr()[0],
+        "epoch_seconds": seconds,
+    }
+    log.info(
+        "epoch %d: train loss %.4f acc %.4f | val loss %.4f acc %.4f | dead relu %s | %.2fs",
+        epoch,
+        record["train_loss"],
+        record["train_accuracy"],
+        record["val_loss"],
+        record["val_accuracy"],
+        "n/a" if record["dead_relu_fraction"] is None else f"{record['dead_relu_fraction']:.3f}",
+        seconds,
+    )
+    return record
+
+
+def save_progress(
+    run_dir: Path,
+    fit: Fit,
+    best_checkpoint: BestCheckpoint,
+    history: list[dict[str, Any]],
+    config: dict[str, Any],
+    epoch: int,
+) -> None:
+    """best.pt, last.pt (what a resumed run starts from), metrics.json and the curves."""
+    best_checkpoint.save()
+    progress = {"history": history, "best_val": best_checkpoint.best_accuracy, "epoch": epoch, "config": config}
+    state = training_state(fit.model, fit.optimizer, fit.schedule, fit.shuffle)
+    save_checkpoint(run_dir / "last.pt", state | progress)
+    atomic_write_json(run_dir / "metrics.json", history)
+    if not fit.cfg.dry_run:
+        plot_curves(history, run_dir / "curves.png", f"{fit.cfg.name}: {config['parameters']:,} parameters")
+
+
+def summarize(
+    run_dir: Path, fit: Fit, test_split: Split, history: list[dict[str, Any]], config: dict[str, Any]
+) -> dict[str, Any]:
+    """The best checkpoint loaded into the model and measured on `test_split`: summary.json, written."""
+    model = fit.model
+    best = torch.load(run_dir / "best.pt", map_location=fit.device, weights_only=True)
     model.load_state_dict(best["model"])
-    test = evaluate(model, data.test, loss_fn, data_cfg.positive_digits, cfg.eval_batch_size)
+    test = evaluate(model, test_split, fit.loss_fn, fit.positive_digits, fit.cfg.eval_batch_size)
     summary = {
         "best_epoch": best["epoch"],
         "val_accuracy": best["metrics"]["val_accuracy"],
@@ -458,16 +513,18 @@ def train(
         "train_seconds": sum(h["epoch_seconds"] for h in history),
         "epochs": len(history),
         "parameters": config["parameters"],
-        "device": str(device),
+        "device": str(fit.device),
     }
-    if model_cfg.head == "sigmoid":
-        summary["test_roc_auc"] = roc_auc(model, data.test, data_cfg.positive_digits)
+    if model.config.head == "sigmoid":
+        summary["test_roc_auc"] = roc_auc(model, test_split, fit.positive_digits)
     atomic_write_json(run_dir / "summary.json", summary)
-    log.info("%s: best epoch %d, test accuracy %.4f", cfg.name, summary["best_epoch"], summary["test_accuracy"])
-    return RunResult(run_dir, model, history, summary)
+    log.info("%s: best epoch %d, test accuracy %.4f", fit.cfg.name, summary["best_epoch"], summary["test_accuracy"])
+    return summary
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The CLI: one `add_argument` per flag, grouped as the configs they fill; as long as the flag list, for
+    that reason."""
     p = argparse.ArgumentParser(
         prog="python -m training.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

@@ -20,8 +20,8 @@ def test_a_mutant_belongs_to_an_area_only_among_those_chosen() -> None:
     wiring = mutation.areas_named(["wiring"])
     assert mutation.in_scope("service.settings.x_env_int__mutmut_3", wiring).startswith("wiring: settings")
     assert mutation.in_scope("training.train.x_train__mutmut_7", wiring).startswith("wiring: train()")
-    assert mutation.in_scope("service.runtime.x_softmax__mutmut_1", wiring) is None
-    assert mutation.in_scope("service.runtime.x_softmax__mutmut_1") == "the runtime: probabilities, labels, validation"
+    assert mutation.in_scope("service.heads.x_softmax__mutmut_1", wiring) is None
+    assert mutation.in_scope("service.heads.x_softmax__mutmut_1") == "probabilities, labels and the input contract"
 
 
 def test_only_runs_mutmut_on_the_chosen_areas_and_records_them_apart(monkeypatch: pytest.MonkeyPatch) -> None:
