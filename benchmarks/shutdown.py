@@ -29,6 +29,8 @@ from .report import update_section
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The measurement, its flags and its report in one script, read top to bottom as the run happens: longer than
+    ~60 lines for that reason (issue 19 left it whole)."""
     p = argparse.ArgumentParser(prog="python -m benchmarks.shutdown", description=__doc__)
     p.add_argument("--users", type=int, default=32)
     p.add_argument("--scenario", default="json-64")

@@ -60,7 +60,11 @@ def settings_or_exit() -> ServiceSettings:
 
 def build_service(settings: ServiceSettings):  # noqa: ANN201 - a bentoml.Service
     """The BentoML service over `settings`: its class (start-up check, worker set-up, the OpenAPI page's
-    methods), then its middlewares, outermost first: CORS (when set), the front."""
+    methods), then its middlewares (`add_middlewares`).
+
+    Longer than a function should be because it is mostly one class definition: BentoML fixes a service's workers
+    and tracing when the class is decorated, and the methods close over this build's `settings`, `slot` and
+    `drain`, so the class is written here, whole, where it reads as BentoML's own examples do."""
     bentoml_internals.install()
     limits = settings.limits
     json_request = PredictRequest.limited_to(limits.max_images)
@@ -143,16 +147,22 @@ def build_service(settings: ServiceSettings):  # noqa: ANN201 - a bentoml.Servic
             """The served model, the execution provider in use and the batching settings."""
             return documents.model_info(self.serving.runtime, settings)
 
-    if settings.cors_origins:  # outermost of the service's middlewares, so the front's answers carry CORS headers
-        MNISTService.add_asgi_middleware(
+    add_middlewares(MNISTService, settings, slot, drain)
+    return MNISTService
+
+
+def add_middlewares(service, settings: ServiceSettings, slot: ServingSlot, drain: Drain) -> None:  # noqa: ANN001
+    """The service's middlewares, outermost first (BentoML keeps the order added, inside its own: metrics, the
+    timeout fix, tracing): CORS when origins are set, so the front's answers carry its headers; then the front."""
+    if settings.cors_origins:
+        service.add_asgi_middleware(
             CORSMiddleware,
             allow_origins=list(settings.cors_origins),
             allow_methods=["GET", "POST"],
             allow_headers=["*"],
             expose_headers=["retry-after", "inference-header-content-length"],
         )
-    MNISTService.add_asgi_middleware(Front, slot=slot, limits=limits, api_token=settings.api_token, drain=drain)
-    return MNISTService
+    service.add_asgi_middleware(Front, slot=slot, limits=settings.limits, api_token=settings.api_token, drain=drain)
 
 
 MNISTService = build_service(settings_or_exit())

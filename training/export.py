@@ -163,6 +163,9 @@ def build_metadata(
     command: list[str] | None,
     onnx_path: Path,
 ) -> dict[str, Any]:
+    """metadata.json's document (the contract: service/artifact.py). One literal, field by field in the order a
+    reader meets them, which is why it is longer than a function should be: split, the document would be
+    scattered over helpers that each build a few keys."""
     import onnx
     import onnxruntime
 

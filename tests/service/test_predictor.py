@@ -1,5 +1,5 @@
-"""The real batching path in-process: the predictor core, BentoML's batch containers and the batcher (service/batching.py),
-each answer compared row by row with the model runtime called on that request alone."""
+"""The real batching path in-process: the predictor core, BentoML's batch containers and the batcher
+(service/batching.py), each answer compared row by row with the model runtime called on that request alone."""
 
 from __future__ import annotations
 
