@@ -8,7 +8,7 @@ worker:
 
 1. answers `/readyz` with 503 at once (`Drain.draining`, read by the service's `__is_ready__`), so balancers
    and Kubernetes take it out of rotation;
-2. keeps serving for `MNIST_DRAIN_S` seconds, with `Connection: close` on every response (service/guard.py),
+2. keeps serving for `MNIST_DRAIN_S` seconds, with `Connection: close` on every response (service/front.py),
    so each client's connection is closed by the server right after an answer, never under a request;
 3. then hands the signal to uvicorn's own handler, which stops accepting, finishes the requests in flight and
    exits (BentoML's process manager allows each worker 30 s before it kills it).

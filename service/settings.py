@@ -115,7 +115,7 @@ class ServiceSettings:
     api_token: str = ""  # empty: no authentication (put the service behind a gateway that does it)
     log_format: str = "text"  # or "json"
     # Browser origins allowed (CORS). Not BentoML's http.cors: BentoML adds its CORS middleware inside the
-    # service's own, so the doors' answers would go out without CORS headers.
+    # service's own, so the front's answers would go out without CORS headers.
     cors_origins: tuple[str, ...] = ()
     # Seconds a worker keeps serving after SIGTERM, not ready, before it stops: long enough for a balancer's
     # health checks (HAProxy every 0.5 s, Kubernetes' endpoint updates in a few seconds) to stop sending to it.

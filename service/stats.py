@@ -4,7 +4,7 @@ Triton's own tools read them: `tritonclient`'s `get_inference_statistics`, and `
 samples around each measurement and prints the server's side of a request (queue, compute input, infer,
 output). Counts and nanosecond totals only grow, so a reader takes the difference between two samples.
 
-What is counted (service/fastpath.py records it; every door that runs the model goes through its batcher):
+What is counted (service/batching.py records it; every door that runs the model goes through the batcher):
 
 - per request answered: `success` (from joining the batcher's queue to its answer, parsing and encoding
   excluded, as Triton times a request from its scheduler on), `inference_count` (its images);

@@ -34,7 +34,7 @@ def test_settings_passed_in_reach_the_front_and_the_openapi_document() -> None:
         assert client.get("/metadata").json()["limits"]["max_images_per_request"] == 2
 
 
-def test_cors_headers_on_the_fast_path_and_v2_answers() -> None:
+def test_cors_headers_on_the_predict_and_v2_answers() -> None:
     with serve_in_process(app_settings(cors_origins=(ORIGIN,))) as client:
         headers = {"origin": ORIGIN}
         for path, body in [

@@ -141,7 +141,7 @@ def bytes_body(images: np.ndarray, activation: str | None) -> bytes:
 @pytest.mark.parametrize(
     "batching", [{"enabled": True, "max_batch_size": 64, "max_latency_ms": 5000}, {"enabled": False}], ids=["on", "off"]
 )
-def test_concurrent_mixed_requests_through_the_fast_path(
+def test_concurrent_mixed_requests_through_the_batcher(
     predictor: Predictor, sample: tuple[np.ndarray, np.ndarray], batching: dict
 ) -> None:
     images = sample[0]

@@ -78,7 +78,7 @@ def test_answers_and_failures_are_counted_apart(answered: int, failed: int) -> N
     assert stats.as_triton("m", "1")["inference_count"] == 4 * answered
 
 
-def test_the_fast_path_counts_answers_drops_and_executions() -> None:
+def test_the_batcher_counts_answers_drops_and_executions() -> None:
     """Through the batcher with a model slower than the budget: every request that reached it is either a
     success or a failure, and only answered images count as inferences."""
     model = StandIn(delay=0.05)
