@@ -121,7 +121,7 @@ BUGS = [
     Bug(
         "the learning-rate schedule never stepped",
         "training/train.py",
-        "            schedule.step()\n",
+        "        fit.schedule.step()\n",
         "",
     ),
 ]
