@@ -139,7 +139,7 @@ EQUIVALENT: list[tuple[str, str, str]] = [
     ),
     (
         "service.codecs.npy.x_pixels_from_base64__*",
-        r"reshape\(-2, NUM_PIXELS\)",
+        r"reshape\(-2, (NUM_PIXELS|INPUT_WIDTH)\)",
         "NumPy reads any negative size in reshape as 'the rest', like -1",
     ),
     (

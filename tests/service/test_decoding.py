@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from service.codecs.npy import PredictBytesRequest, pixels_from_base64
+from service.codecs.npy import PredictBytesRequest, array_from_npy, pixels_from_base64
 from service.codecs.rows import PredictRequest, pixels_from_rows
 from service.errors import InputError
 from service.predictor import Predictor
@@ -93,3 +93,50 @@ def test_bad_bytes_are_refused_naming_the_problem(kwargs: dict, message: str) ->
 def test_bad_rows_are_refused_naming_the_problem(images: list, message: str) -> None:
     with pytest.raises(InputError, match=f"^{message}"):
         pixels_from_rows(images, max_rows=2)
+
+
+# The .npy reader's own branches: each version NumPy writes, both memory orders, each dtype it takes, and the
+# messages of what it refuses (survivors of issue 19's mutation run over service/codecs/npy.py).
+
+
+def npy_file(array: np.ndarray, version: tuple[int, int] | None = None) -> bytes:
+    buffer = io.BytesIO()
+    np.lib.format.write_array(buffer, array, version=version)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("version", [(1, 0), (2, 0), (3, 0)])
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32, np.float64])
+def test_every_npy_version_order_and_dtype_reads_the_same_pixels(
+    version: tuple[int, int], order: str, dtype: type
+) -> None:
+    images = np.random.default_rng(0).integers(0, 256, (3, 28, 28)).astype(np.uint8)
+    array = images if dtype is np.uint8 else (images / 255).astype(dtype)
+    array = np.asfortranarray(array) if order == "F" else np.ascontiguousarray(array)
+    raw = npy_file(array, version)
+    assert raw[6:8] == bytes(version)  # the version asked for is the one written
+    np.testing.assert_array_equal(array_from_npy(raw), array.reshape(3, 784))
+    expected = images.reshape(3, 784) / np.float32(255) if dtype is np.uint8 else array.reshape(3, 784)
+    np.testing.assert_array_equal(pixels_from_base64(b64(raw), "npy"), expected.astype(np.float32))
+
+
+def test_an_unknown_npy_version_is_refused_naming_it() -> None:
+    raw = bytearray(npy_file(np.zeros((1, 784), np.uint8), (1, 0)))
+    raw[6:8] = bytes((4, 0))
+    with pytest.raises(InputError, match=r"^data: not a readable \.npy file \(unsupported \.npy version \(4, 0\)\)$"):
+        array_from_npy(bytes(raw))
+
+
+def test_an_npy_header_over_1024_bytes_is_refused_before_it_is_parsed() -> None:
+    header = "{'descr': '|u1', 'fortran_order': False, 'shape': (1, 784), }".ljust(2047) + "\n"
+    raw = b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode() + bytes(784)
+    message = r"^data: not a readable \.npy file \(Header info length \(2048\) is large and may not be safe to load"
+    with pytest.raises(InputError, match=message + r" securely\.\)$"):
+        array_from_npy(raw)
+
+
+def test_npy_data_shorter_than_its_header_declares_is_refused_with_both_sizes() -> None:
+    raw = npy_file(np.zeros((2, 784), np.float32))[:-784]
+    with pytest.raises(InputError, match=r"^data: \.npy data is 5488 bytes; its header declares 6272$"):
+        array_from_npy(raw)
