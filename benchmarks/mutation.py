@@ -143,6 +143,11 @@ EQUIVALENT: list[tuple[str, str, str]] = [
         "NumPy reads any negative size in reshape as 'the rest', like -1",
     ),
     (
+        "service.codecs.npy.x_array_from_npy__*",
+        r'order="(f" if fortran_order else "C|F" if fortran_order else "c)"',
+        "NumPy's reshape reads the order 'f' as 'F' and 'c' as 'C'",
+    ),
+    (
         "service.codecs.images.x_mnist_from_image__*",
         r"top, left = \((28|29) - digit\.shape\[0\]\) // [23], \((28|29) - digit\.shape\[1\]\) // [23]",
         "the glyph's first placement: centring by mass then puts it at clip(round(13.5 - its centre), 0, 28 - size) "
