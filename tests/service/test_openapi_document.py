@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from service import v2
+from service.front import V2Route, v2_route
 from tests.service.conftest import app_settings, serve_in_process
 
 
@@ -32,10 +32,10 @@ def test_every_route_the_front_answers_is_documented(served: Any) -> None:  # no
     for path, operations in paths.items():
         if path.startswith("/v2"):
             for method in operations:
-                found = v2.route(method.upper(), concrete(path, meta["name"], meta["version"]))
+                found = v2_route(method.upper(), concrete(path, meta["name"], meta["version"]))
                 assert found is not None, f"{method} {path} is documented but not answered"
                 kinds.add(found[0])
-    assert kinds == set(v2.Route.__args__)  # every kind of v2 route, documented
+    assert kinds == set(V2Route.__args__)  # every kind of v2 route, documented
     for path, operations in paths.items():
         for method in operations:
             if method == "get":
