@@ -133,7 +133,7 @@ class MetadataContractError(RuntimeError):
 
 def validate_metadata(metadata: dict[str, Any], schema_path: Path = METADATA_SCHEMA) -> None:
     """Check metadata.json against models/metadata.schema.json (the service's own contract, written from
-    service/metadata.py) before anything is written: an export the service would refuse never lands."""
+    service/artifact.py) before anything is written: an export the service would refuse never lands."""
     import jsonschema
 
     schema = json.loads(schema_path.read_text())
