@@ -33,6 +33,9 @@ def test_bento_carries_the_service_and_onnx_models_only(built_bento: tuple[str, 
         assert (src / "models" / model / "metadata.json").exists()
     assert not list(src.rglob("*.pt")), "TorchScript files are not served and stay out of the image"
     assert (src / "service" / "app.py").exists()
+    # every module of the service's package, subpackages included (the codecs once went missing from the image)
+    shipped = {p.relative_to(src).as_posix() for p in (src / "service").rglob("*.py")}
+    assert shipped == {p.relative_to(REPO).as_posix() for p in (REPO / "service").rglob("*.py")}
     assert not (src / "training").exists()
 
 
