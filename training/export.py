@@ -1,8 +1,8 @@
 """Export a run's best checkpoint to `models/<name>/`: ONNX, TorchScript and metadata.json, behind a parity gate.
 
-    python -m training.export --run runs/default                  # -> models/default/
-    python -m training.export --run runs/pigeon --name pigeon
-    python -m training.export --run runs/default --bentoml        # also register in the BentoML model store
+    python -m training.export --run runs/fast                     # -> models/fast/
+    python -m training.export --run runs/distorted --name default # -> models/default/, the served default
+    python -m training.export --run runs/fast --bentoml           # also register in the BentoML model store
 
 The gate: eager PyTorch vs TorchScript vs ONNX Runtime (CPU) on the MNIST test images; max absolute
 difference of probabilities <= 1e-5 and identical argmax, or the export fails and writes nothing.

@@ -14,7 +14,7 @@ class Preset:
     train: dict[str, Any] = field(default_factory=dict)  # overrides of TrainConfig's defaults
     about: str = ""
     # Test accuracy below which `training.export` refuses the run unless --force: a floor that says the run
-    # learned (the shipped models: default 99.06%, pigeon 98.63%, mnist-nn 97.03%), not a target.
+    # learned (the shipped models: default 99.46%, fast 99.06%, pigeon 98.63%, mnist-nn 97.03%), not a target.
     accuracy_floor: float = 0.95
 
 
@@ -36,7 +36,7 @@ PRESETS: dict[str, Preset] = {
         {"optimizer": "adam", "lr": 1e-3, "epochs": 5, "batch_size": 64},
         "784-50-10 ReLU softmax, Adam lr 1e-3: the primer's network (96.1% validation accuracy)",
     ),
-    "default": Preset(
+    "fast": Preset(
         ModelConfig(hidden=(512, 256), activation="relu", dropout=0.2, head="softmax"),
         {
             "optimizer": "adamw",
@@ -47,7 +47,8 @@ PRESETS: dict[str, Preset] = {
             "batch_size": 128,
             "augment_shift": 2,
         },
-        "784-512-256-10 ReLU, dropout 0.2, AdamW + one-cycle, +-2 px shifts: the shipped default",
+        "784-512-256-10 ReLU, dropout 0.2, AdamW + one-cycle, +-2 px shifts: 99.06%, and 1.7x the images per second "
+        "of `default` (the distorted preset) in batches of 256",
         accuracy_floor=0.985,
     ),
     "distorted": Preset(

@@ -1,11 +1,11 @@
 """Train an MNIST multilayer perceptron and keep the best checkpoint by validation accuracy.
 
-    python -m training.train --preset default                 # the shipped 10-class model
+    python -m training.train --preset fast                    # 784-512-256-10, shipped as models/fast
     python -m training.train --preset pigeon                  # 784-30-1 sigmoid head
-    python -m training.train --preset distorted --threads 1   # 784-800-800-10 on distorted digits, ~8 min on 2 cores
+    python -m training.train --preset distorted --threads 1   # shipped as models/default (~8 min on 2 cores)
     python -m training.train --preset mnist-nn --epochs 5 --device cpu
-    python -m training.train --resume runs/default            # carry on after an interruption
-    python -m training.train --preset default --dry-run       # one update, for CI
+    python -m training.train --resume runs/fast               # carry on after an interruption
+    python -m training.train --preset fast --dry-run          # one update, for CI
 
 A run folder (`runs/<name>/`) gets config.json, metrics.json, curves.png, last.pt (resumable),
 best.pt (best validation accuracy, or the last epoch with --keep last) and summary.json (test accuracy of

@@ -131,7 +131,7 @@ def test_pigeon_is_servable(mnist_root: Path, test_set: tuple[np.ndarray, np.nda
 @pytest.mark.parametrize(
     ("env", "reason"),
     [
-        ({"MNIST_MODEL": "nope"}, "model 'nope' not found in .*; available: default, distorted, mnist-nn, pigeon"),
+        ({"MNIST_MODEL": "nope"}, "model 'nope' not found in .*; available: default, fast, mnist-nn, pigeon"),
         ({"MNIST_MODEL": "../../etc"}, "model: got '../../etc'; a model is a folder name in"),
         ({"MNIST_MAX_QUEUE": "none"}, "MNIST_MAX_QUEUE: got 'none'"),
         ({"MNIST_FAST_PATH": "0"}, r"MNIST_FAST_PATH was removed: every route now takes the one request path"),

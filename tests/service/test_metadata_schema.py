@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from service.artifact import SCHEMA_PATH, ModelMetadata, json_schema
 from tests.conftest import MODELS_DIR
 
-SHIPPED = ["default", "pigeon", "mnist-nn"]
+SHIPPED = ["default", "fast", "pigeon", "mnist-nn"]
 
 
 def shipped(name: str) -> dict:

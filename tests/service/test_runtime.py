@@ -236,7 +236,7 @@ def test_pigeon_metadata_on_the_ten_class_graph_is_refused(tmp_path: Path) -> No
 
 
 def test_unknown_model_lists_the_available_ones() -> None:
-    listed = r"model 'nope' not found in .*; available: default, distorted, mnist-nn, pigeon"
+    listed = r"model 'nope' not found in .*; available: default, fast, mnist-nn, pigeon"
     with pytest.raises(ModelLoadError, match=listed):
         runtime("nope")
 

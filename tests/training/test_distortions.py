@@ -171,11 +171,11 @@ def test_each_image_is_distorted_on_its_own_and_keeps_its_row() -> None:
 
 @pytest.mark.data
 def test_the_distorted_presets_digits_keep_their_labels(mnist_root: Path) -> None:
-    """The shipped default model, never trained on these distortions, still reads the distorted test digits: the
+    """The shipped fast model, never trained on these distortions, still reads the distorted test digits: the
     distortions change how a digit is written, not which digit it is."""
     test = load_test_split(DataConfig(root=str(mnist_root), download=False))
     x, y = test.x[:2000], test.y[:2000]
-    model = torch.jit.load(Path(__file__).resolve().parents[2] / "models" / "default" / "model.pt")
+    model = torch.jit.load(Path(__file__).resolve().parents[2] / "models" / "fast" / "model.pt")
     distortion = TrainConfig(**PRESETS["distorted"].train).distortion
     with torch.no_grad():
         clean = float((model(x).argmax(1) == y).float().mean())
@@ -245,8 +245,8 @@ def test_the_distortion_flags_land_in_the_run_config() -> None:
     argv += ["--elastic-alpha", "0.8", "--elastic-sigma", "5"]
     _, cfg, _, _ = configs_from_args(build_parser().parse_args(argv))
     assert cfg.distortion == Distortion(rotate=12, scale=0.15, translate=1.5, elastic_alpha=0.8, elastic_sigma=5)
-    _, default, _, _ = configs_from_args(build_parser().parse_args(["--preset", "default"]))
-    assert not default.distortion.active  # the shipped default trains as it always did
+    _, fast, _, _ = configs_from_args(build_parser().parse_args(["--preset", "fast"]))
+    assert not fast.distortion.active  # the fast preset trains as it always did
 
 
 def test_the_loop_distorts_every_batch_once_with_the_runs_settings(

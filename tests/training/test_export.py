@@ -319,7 +319,7 @@ def test_export_of_an_unfinished_run_is_refused(tmp_path: Path) -> None:
     ("train", "accuracy", "message"),
     [
         ({"preset": "mnist-nn", "dry_run": True}, 0.179, "a dry run"),
-        ({"preset": "default", "dry_run": False}, 0.9849, "0.9849 is below the default preset's floor of 0.985"),
+        ({"preset": "fast", "dry_run": False}, 0.9849, "0.9849 is below the fast preset's floor of 0.985"),
         ({"preset": "pigeon"}, 0.5, "below the pigeon preset's floor"),
     ],
 )
@@ -331,7 +331,7 @@ def test_a_dry_run_or_a_run_below_its_floor_is_refused(train: dict, accuracy: fl
 
 @pytest.mark.parametrize(
     ("train", "accuracy"),
-    [({"preset": "default", "dry_run": False}, 0.985), ({"preset": "mnist-nn"}, 0.97), ({"preset": "custom"}, 0.1)],
+    [({"preset": "fast", "dry_run": False}, 0.985), ({"preset": "mnist-nn"}, 0.97), ({"preset": "custom"}, 0.1)],
 )
 def test_a_run_at_its_floor_or_of_no_preset_is_exported(train: dict, accuracy: float) -> None:
     refuse_unfit_run({"train": train}, {"test_accuracy": accuracy})
