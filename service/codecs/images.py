@@ -23,6 +23,7 @@ from ..errors import InputError
 
 MAX_PIXELS = 4096 * 4096  # decompression-bomb guard: refuse larger pictures before decoding them
 INK_THRESHOLD = 0.2  # fraction of full intensity above which a pixel counts as ink when cropping
+FIELD = "image"  # the form field an upload arrives in (codecs/upload.py); errors name it
 CENTRE = (IMAGE_SIDE - 1) / 2  # of the 28x28 field, in pixel coordinates
 WIDE_MODES = {"I;16": 65535.0, "I;16L": 65535.0, "I;16B": 65535.0, "I;16N": 65535.0, "I": 65535.0}
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -30,32 +31,32 @@ PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # IHDR colour type -> samples per
 ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
 
 
-def pixels_from_upload(data: bytes, field: str = "image") -> np.ndarray:
+def pixels_from_upload(data: bytes) -> np.ndarray:
     """An uploaded file -> (784,) float32 in [0, 1], or InputError naming the problem."""
-    image = decode_image(data, field)
+    image = decode_image(data)
     try:
         return mnist_from_image(image)
     except (InputError, MemoryError):
         raise
     except Exception as exc:  # noqa: BLE001 - a mode or file Pillow opened but cannot convert
-        raise InputError(field, f"cannot be converted to greyscale ({image.mode}: {exc}); send a PNG or JPEG") from exc
+        raise InputError(FIELD, f"cannot be converted to greyscale ({image.mode}: {exc}); send a PNG or JPEG") from exc
 
 
-def decode_image(data: bytes, field: str = "image") -> Image.Image:
+def decode_image(data: bytes) -> Image.Image:
     if not data:
-        raise InputError(field, "empty upload: send a PNG or JPEG file")
+        raise InputError(FIELD, "empty upload: send a PNG or JPEG file")
     try:
         image = Image.open(io.BytesIO(data))
         if image.width * image.height > MAX_PIXELS:
-            raise InputError(field, f"{image.width}x{image.height} is larger than the {MAX_PIXELS:,}-pixel limit")
+            raise InputError(FIELD, f"{image.width}x{image.height} is larger than the {MAX_PIXELS:,}-pixel limit")
         image.load()
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001 - every decoder failure on untrusted bytes is the client's file
         reason = f"{exc.__class__.__name__}: {exc}"[:200]
-        raise InputError(field, f"not a readable image ({reason}); send a PNG or JPEG file") from exc
+        raise InputError(FIELD, f"not a readable image ({reason}); send a PNG or JPEG file") from exc
     if data.startswith(PNG_SIGNATURE) and not png_data_complete(data):
-        raise InputError(field, "truncated PNG: its image data ends before the last row; send the whole file")
+        raise InputError(FIELD, "truncated PNG: its image data ends before the last row; send the whole file")
     return image
 
 

@@ -15,10 +15,11 @@ from PIL import Image
 from starlette.testclient import TestClient
 
 from service.codecs.images import decode_image, mnist_from_image
+from service.documents import model_info
 from service.gcpauses import FLUSH_EVERY_S
 from service.runtime import ModelRuntime
 from service.schemas import PredictResponse
-from service.settings import Batching, Limits
+from service.settings import Batching, Limits, ServiceSettings
 from tests.service.answers import assert_answers
 
 BAD_JSON = [
@@ -113,6 +114,14 @@ def test_metadata_reports_the_runtime_in_use(client: TestClient, default_runtime
         "max_body_bytes": Limits.max_body_bytes,
         "max_queued_requests": batching.max_queue,
     }
+    assert 0 < info["startup_seconds"] < 60
+
+
+def test_metadata_gives_the_start_up_time_in_milliseconds(
+    default_runtime: ModelRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(default_runtime, "startup_seconds", 1.23456)
+    assert model_info(default_runtime, ServiceSettings.from_env({})).startup_seconds == 1.235
 
 
 def histogram_count(client: TestClient, name: str, label: str = "") -> float:

@@ -262,8 +262,8 @@ def test_the_size_limit_is_named_and_exact() -> None:
 
 
 def test_decoding_errors_name_the_field_and_the_fix() -> None:
-    with pytest.raises(InputError, match="^upload: empty upload: send a PNG or JPEG file$"):
-        decode_image(b"", field="upload")
+    with pytest.raises(InputError, match="^image: empty upload: send a PNG or JPEG file$"):
+        pixels_from_upload(b"")
     with pytest.raises(
         InputError,
         match=r"^image: not a readable image \(UnidentifiedImageError: cannot identify image file .*\); send a PNG",

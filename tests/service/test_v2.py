@@ -93,6 +93,12 @@ def test_model_metadata_describes_the_served_model(client: TestClient, default_r
         {"name": "label", "datatype": "BYTES", "shape": [-1]},
     ]
     assert client.get(f"/v2/models/default/versions/{meta.version}").json() == body
+    # what a caller may ask for in `parameters.activation`, and what it gets when it asks for nothing
+    assert body["parameters"] == {
+        "activations": ["softmax", "sigmoid"],
+        "default_activation": "softmax",
+        "labels": [str(d) for d in range(10)],
+    }
 
 
 @pytest.mark.parametrize("activation", [None, "softmax", "sigmoid"])
@@ -125,6 +131,7 @@ def test_binary_tensors_in_and_out(client: TestClient, default_runtime: ModelRun
         headers={"inference-header-content-length": str(len(head)), "content-type": "application/octet-stream"},
     )
     assert response.status_code == 200, response.text
+    assert response.headers.get_list("content-type") == ["application/octet-stream"]  # one, and not JSON's
     split = int(response.headers["inference-header-content-length"])
     header, data = json.loads(response.content[:split]), response.content[split:]
     probabilities_out, label_out = header["outputs"]

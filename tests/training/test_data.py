@@ -105,6 +105,12 @@ def test_random_offsets_cover_every_pair_in_range_independently() -> None:
         assert counts.min() > 4000 / 5 * 0.85  # uniform within sampling noise
 
 
+def test_random_offsets_without_a_generator_are_drawn_on_the_cpu() -> None:
+    down, right = random_offsets(500, 1)
+    assert down.device.type == right.device.type == "cpu"
+    assert set(down.tolist()) == set(right.tolist()) == {-1, 0, 1}
+
+
 @pytest.mark.parametrize("max_shift", [1, 3])
 def test_random_shift_is_shift_images_with_random_offsets(max_shift: int) -> None:
     x = torch.rand(64, 784)
