@@ -202,6 +202,22 @@ EQUIVALENT: list[tuple[str, str, str]] = [
         "every parameter of an MLP gets a gradient in every update, so zeroed and absent gradients give the same step",
     ),
     (
+        "service.settings.xǁServiceSettingsǁfrom_env__*",
+        r'or "TEXT"\)\.strip\(\)\.lower\(\)',
+        "the log format's default, upper-cased: the value is lower-cased as it is read",
+    ),
+    (
+        "service.codecs.v2.x_encode_response__*",
+        r"response\.predictions\], (dtype=None)?\)",
+        "the probabilities are float32 numbers already: a float64 array holds the same values, JSON writes the "
+        "same digits, and the binary path casts to <f4",
+    ),
+    (
+        "training.data.x_random_offsets__*",
+        r"generator\.device if \(generator is not None\) and False else",
+        "always drawing on the CPU: the same on a machine without CUDA (the `cuda` tier draws on the GPU)",
+    ),
+    (
         "service.codecs.images.x_to_grayscale__*",
         r"Image\.new\(\"RGBA\", rgba\.size, \((256, 255, 255, 255|255, 256, 255, 255|255, 255, 256, 255|"
         r"255, 255, 255, 256)\)\)",

@@ -91,7 +91,7 @@ def array_from_npy(raw: bytes, max_rows: int | None = None) -> np.ndarray:
         read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         shape, fortran_order, dtype = read_header(stream, max_header_size=NPY_MAX_HEADER)
     except (ValueError, OSError, EOFError, SyntaxError, TypeError) as exc:
-        reason = str(exc).split(". ")[0].splitlines()[0] if str(exc) else exc.__class__.__name__
+        reason = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__  # NumPy's first line says it
         raise InputError("data", f"not a readable .npy file ({reason})") from exc
     check_images("data", shape, max_rows)
     if dtype.hasobject or not (dtype == np.uint8 or np.issubdtype(dtype, np.floating)):

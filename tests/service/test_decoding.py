@@ -136,6 +136,23 @@ def test_an_npy_header_over_1024_bytes_is_refused_before_it_is_parsed() -> None:
         array_from_npy(raw)
 
 
+def test_an_npy_header_that_is_no_array_is_refused_with_numpys_whole_first_line() -> None:
+    header = "{'descr': 'a. b', 'fortran_order': False, 'shape': (1, 784), }".ljust(63) + "\n"
+    raw = b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode() + bytes(784)
+    message = r"^data: not a readable \.npy file \(descr is not a valid dtype descriptor: 'a\. b'\)$"
+    with pytest.raises(InputError, match=message):
+        array_from_npy(raw)
+
+
+def test_a_reader_error_without_a_message_is_named_by_its_type(monkeypatch: pytest.MonkeyPatch) -> None:
+    def bare(stream: io.BytesIO) -> None:
+        raise EOFError
+
+    monkeypatch.setattr(np.lib.format, "read_magic", bare)
+    with pytest.raises(InputError, match=r"^data: not a readable \.npy file \(EOFError\)$"):
+        array_from_npy(npy_file(np.zeros((1, 784), np.uint8)))
+
+
 def test_npy_data_shorter_than_its_header_declares_is_refused_with_both_sizes() -> None:
     raw = npy_file(np.zeros((2, 784), np.float32))[:-784]
     with pytest.raises(InputError, match=r"^data: \.npy data is 5488 bytes; its header declares 6272$"):
