@@ -149,7 +149,8 @@ EQUIVALENT: list[tuple[str, str, str]] = [
     ),
     (
         "service.codecs.images.x_mnist_from_image__*",
-        r"top, left = \((28|29) - digit\.shape\[0\]\) // [23], \((28|29) - digit\.shape\[1\]\) // [23]",
+        r"top, left = \((IMAGE_SIDE|28|29) - digit\.shape\[0\]\) // [23], "
+        r"\((IMAGE_SIDE|28|29) - digit\.shape\[1\]\) // [23]",
         "the glyph's first placement: centring by mass then puts it at clip(round(13.5 - its centre), 0, 28 - size) "
         "on each axis, which does not depend on where it started",
     ),
@@ -216,6 +217,43 @@ EQUIVALENT: list[tuple[str, str, str]] = [
         "training.data.x_random_offsets__*",
         r"generator\.device if \(generator is not None\) and False else",
         "always drawing on the CPU: the same on a machine without CUDA (the `cuda` tier draws on the GPU)",
+    ),
+    (
+        "service.codecs.images.x_png_data_complete__*",
+        r"while pos \+ 8 < len\(data\)",
+        "a chunk header that ends the data has an empty body: read or not, it adds no rows",
+    ),
+    (
+        "service.codecs.images.x_png_data_complete__*",
+        r"if width > x0 and height >= y0",
+        "an Adam7 pass that starts at the image's height has no rows: it adds 0 bytes either way",
+    ),
+    (
+        "service.codecs.images.x_png_data_complete__*",
+        r"PNG_CHANNELS\.get\(colour, (None|2)\)",
+        "an unknown colour type: Pillow refuses such a PNG when it opens it, before this check (colour types 1, 5, "
+        "7 and 8 tried)",
+    ),
+    (
+        "service.codecs.images.x_png_data_complete__*",
+        r"decompress\(b\"\"\.join\(idat\), max\(expected, 2\)\)",
+        "a PNG holds at least 2 bytes of rows (a filter byte and a pixel), so a floor of 1 or 2 is the same",
+    ),
+    (
+        "service.codecs.images.x_to_grayscale__*",
+        r"nan_to_num\(np\.asarray\(image, dtype=np\.float32\), posinf",
+        "nan_to_num's `nan` default is 0.0",
+    ),
+    (
+        "service.codecs.images.x_to_grayscale__*",
+        r"nan_to_num\(np\.asarray\(image, (dtype=None)?\), nan",
+        "a mode-F picture's array is float32 already",
+    ),
+    (
+        "service.codecs.images.x_to_grayscale__*",
+        r"if gray\.size else 1\.0|gray / top if top > 1\.0 else gray, 0\.0, 2\.0\)",
+        "a float picture's values are at most 1 once scaled by a maximum over 1 (and an empty one has none): the "
+        "upper clip and the empty picture's maximum change nothing",
     ),
     (
         "service.codecs.images.x_to_grayscale__*",

@@ -328,6 +328,60 @@ def test_whole_png_data_is_complete_and_a_short_one_is_not(width: int, height: i
     assert not png_data_complete(png_with_rows(width, height, height - 1))
 
 
+# The completeness check reads untrusted chunk lists: what it must not be fooled by (survivors of issue 18's
+# mutation run over png_data_complete).
+SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def grey_header(width: int, height: int) -> bytes:
+    return png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+
+
+def noisy_rows(width: int, height: int) -> bytes:
+    """Filter byte 0 and random pixels per row: data zlib cannot shrink, so half the stream is half the rows."""
+    pixels = np.random.default_rng(0).integers(0, 256, (height, width), dtype=np.uint8)
+    return b"".join(b"\x00" + row.tobytes() for row in pixels)
+
+
+def test_a_13_byte_chunk_that_is_not_the_header_is_not_read_as_one() -> None:
+    whole = png_with_rows(8, 2, 2)
+    text = png_chunk(b"tEXt", b"k\x00" + b"v" * 11)  # 13 bytes, like IHDR's body
+    header_end = len(SIGNATURE) + 25
+    assert png_data_complete(whole[:header_end] + text + whole[header_end:])
+
+
+def test_image_data_after_the_end_chunk_does_not_count() -> None:
+    stream = zlib.compress(noisy_rows(64, 8))
+    half = len(stream) // 2
+    png = grey_header(64, 8) + png_chunk(b"IDAT", stream[:half]) + png_chunk(b"IEND", b"")
+    assert not png_data_complete(SIGNATURE + png + png_chunk(b"IDAT", stream[half:]))
+
+
+def test_the_check_stops_once_every_row_is_there() -> None:
+    """A complete stream then a damaged chunk: the rows are all there, whatever follows them is not read."""
+    stream = zlib.compress(noisy_rows(64, 8))
+    png = grey_header(64, 8) + png_chunk(b"IDAT", stream) + png_chunk(b"IDAT", b"\xff" * 16) + png_chunk(b"IEND", b"")
+    assert png_data_complete(SIGNATURE + png)
+
+
+def test_lengths_and_sizes_past_2_to_the_31_are_read_unsigned() -> None:
+    rows = png_chunk(b"IDAT", zlib.compress(b"\x00" * 9))
+    huge_width = png_chunk(b"IHDR", struct.pack(">IIBBBBB", 2**31 + 8, 1, 8, 0, 0, 0, 0))
+    assert not png_data_complete(SIGNATURE + huge_width + rows + png_chunk(b"IEND", b""))
+    huge_chunk = struct.pack(">I", 2**32 - 16) + b"tEXt" + b"x" * 20  # its length runs past the end of the file
+    assert not png_data_complete(SIGNATURE + grey_header(8, 1) + huge_chunk + rows)
+
+
+def test_32_bit_integer_pixels_past_16_bits_are_white_and_negative_ones_black() -> None:
+    gray = to_grayscale(Image.fromarray(np.array([[0, 32768, 70000, -5]], dtype=np.int32)))
+    np.testing.assert_allclose(gray, [[0.0, 32768 / 65535, 1.0, 0.0]], rtol=1e-6)
+
+
+def test_a_float_pictures_infinities_and_nans_are_black() -> None:
+    gray = to_grayscale(Image.fromarray(np.array([[np.inf, -np.inf, np.nan, 0.5]], dtype=np.float32)))
+    np.testing.assert_array_equal(gray, [[0.0, 0.0, 0.0, 0.5]])
+
+
 def test_a_truncated_png_is_refused_not_zero_filled() -> None:
     with pytest.raises(InputError, match="^image: truncated PNG: its image data ends before the last row"):
         decode_image(png_with_rows(1000, 1000, 1))
