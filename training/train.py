@@ -612,7 +612,7 @@ def configs_from_args(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfi
         saved = json.loads((Path(args.resume) / "config.json").read_text())
         model_cfg = ModelConfig(**saved["model"])
         train_values = {**saved["train"], "out_dir": str(Path(args.resume).parent), "run_name": Path(args.resume).name}
-        data_values = {**saved["data"], "positive_digits": tuple(saved["data"]["positive_digits"])}
+        data_values = dict(saved["data"])  # DataConfig makes the JSON list of positive digits a tuple
         if "data_root" in given:
             data_values["root"] = given["data_root"]
         return model_cfg, TrainConfig(**train_values), DataConfig(**data_values), True
@@ -630,7 +630,7 @@ def configs_from_args(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfi
         ("positive_digits", "positive_digits"),
     ):
         if flag in given:
-            data_values[key] = tuple(given[flag]) if flag == "positive_digits" else given[flag]
+            data_values[key] = given[flag]
     return ModelConfig(**model_values), TrainConfig(**train_values), DataConfig(**data_values), False
 
 

@@ -116,9 +116,13 @@ def test_cli_dry_run_of_every_preset(tmp_path: Path, mnist_root: Path, preset: s
 def test_cli_resume_reloads_the_runs_own_config(tmp_path: Path, mnist_root: Path) -> None:
     argv = ["--preset", "pigeon", "--dry-run", "--device", "cpu", "--out-dir", str(tmp_path), "--hidden", "12"]
     assert main([*argv, "--data-root", str(mnist_root), "--no-download", "--train-subset", "300"]) == 0
-    args = build_parser().parse_args(["--resume", str(tmp_path / "pigeon-dry-run"), "--data-root", str(mnist_root)])
+    run = str(tmp_path / "pigeon-dry-run")
+    assert configs_from_args(build_parser().parse_args(["--resume", run]))[2].root == str(mnist_root)  # the run's
+    args = build_parser().parse_args(["--resume", run, "--data-root", str(tmp_path / "moved")])
     model_cfg, train_cfg, data_cfg, resume = configs_from_args(args)
     assert resume
+    assert data_cfg.root == str(tmp_path / "moved")  # the one setting a resumed run takes from its flags
+    assert data_cfg.positive_digits == (0, 1, 2)
     assert model_cfg.hidden == (12,)
     assert model_cfg.head == "sigmoid"
     assert train_cfg.run_name == "pigeon-dry-run"
