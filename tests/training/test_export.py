@@ -122,7 +122,8 @@ def test_export_writes_onnx_torchscript_and_metadata(
         "libraries", "machine", "onnx", "input", "output", "head", "labels", "positive_digits", "preprocessing",
         "parameters", "metrics", "parity", "files",
     }  # fmt: skip
-    assert meta["machine"]["device"] == summary["device"] == "cpu"
+    assert meta["machine"] == {"platform": platform.platform(), "arch": platform.machine(), "device": "cpu"}
+    assert summary["device"] == "cpu"
     width = {"mnist-nn": 50, "pigeon": 30}[preset]
     assert meta["description"] == f"MLP 784-{width}-{outputs}, relu, {meta['head']} head"
     assert meta["parameters"] == summary["parameters"]
