@@ -219,6 +219,14 @@ EQUIVALENT: list[tuple[str, str, str]] = [
         "always drawing on the CPU: the same on a machine without CUDA (the `cuda` tier draws on the GPU)",
     ),
     (
+        "training.train.x_summarize__*",
+        r"torch\.load\(run_dir / \"best\.pt\", (map_location=None, |map_location=fit\.device, )?"
+        r"(weights_only=(True|False|None)|)\)",
+        "best.pt, written by this run a moment before, holds tensors and plain values: loaded with or without "
+        "weights_only (None is torch's default, True) the weights are the same; and saved from the CPU they load "
+        "on the CPU without a map_location (the `cuda` tier trains on the GPU)",
+    ),
+    (
         "service.codecs.images.x_png_data_complete__*",
         r"while pos \+ 8 < len\(data\)",
         "a chunk header that ends the data has an empty body: read or not, it adds no rows",
