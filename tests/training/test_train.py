@@ -23,6 +23,7 @@ from training.train import (
     evaluate,
     main,
     make_loss,
+    make_optimizer,
     train,
 )
 
@@ -411,3 +412,49 @@ def test_a_run_trains_on_the_subset_for_the_epochs_its_flags_say(tmp_path: Path,
     assert [h["epoch"] for h in result.history] == [1, 2, 3]
     assert result.history[-1]["lr"] == pytest.approx(0.0, abs=1e-12)
     assert result.history[0]["lr"] == pytest.approx(0.5e-2 * (1 + math.cos(math.pi * 6 / 18)), rel=1e-6)
+
+
+# What train() sets up before the first epoch, and what it says at the end (survivors of issue 18's mutation run
+# over train(), make_optimizer and summarize).
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"), [("sgd", torch.optim.SGD), ("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW)]
+)
+def test_the_optimizer_is_the_one_named_with_the_runs_settings(name: str, kind: type) -> None:
+    model = torch.nn.Linear(3, 2)
+    cfg = TrainConfig(optimizer=name, lr=0.05, momentum=0.7, weight_decay=0.02)
+    plain, fused = make_optimizer(model, cfg), make_optimizer(model, cfg, fused=True)
+    assert (type(plain), type(fused)) == (kind, kind)
+    group = plain.param_groups[0]
+    assert (group["lr"], group["weight_decay"], group.get("momentum", 0.7)) == (0.05, 0.02, 0.7)
+    assert plain.defaults["fused"] is None  # torch's default: on the CPU, the weights of earlier runs bit for bit
+    assert fused.defaults["fused"] is True
+
+
+def test_a_cpu_run_sets_its_threads_and_deterministic_algorithms(tmp_path: Path, synthetic_splits: MNISTSplits) -> None:
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(False)
+    try:
+        cfg = tiny_run(tmp_path / "not" / "yet" / "made", synthetic_splits, "setup", threads=1)
+        result = train(ModelConfig(hidden=(8,)), cfg, DataConfig(), data=synthetic_splits)
+        assert (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()) == (1, True)
+        assert result.run_dir == tmp_path / "not" / "yet" / "made" / "setup"  # its parents made too
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
+
+
+def test_a_run_not_told_to_resume_starts_afresh_and_logs_its_result(
+    tmp_path: Path, synthetic_splits: MNISTSplits, caplog: pytest.LogCaptureFixture
+) -> None:
+    cfg, model_cfg = tiny_run(tmp_path, synthetic_splits, "again", epochs=2), ModelConfig(hidden=(8,))
+    train(model_cfg, cfg, DataConfig(), data=synthetic_splits, stop_after_epoch=1)  # leaves last.pt behind
+    with caplog.at_level("INFO", logger="training.train"):
+        result = train(model_cfg, cfg, DataConfig(), data=synthetic_splits)
+    assert not any(m.startswith("resumed") for m in caplog.messages)
+    assert [r["epoch"] for r in result.history] == [1, 2]
+    summary = result.summary
+    assert caplog.messages[-1] == (
+        f"again: best epoch {summary['best_epoch']}, test accuracy {summary['test_accuracy']:.4f}"
+    )
