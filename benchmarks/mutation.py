@@ -328,19 +328,21 @@ def report(areas: list[str] | None = None) -> str:
     total = len(statuses) - len(unchecked)
     score = caught / max(1, total - len(equivalent))
     lines = [
-        "| area | mutants | killed | survived |",
-        "|---|---:|---:|---:|",
+        "| area | mutants | killed | survived | not run |",
+        "|---|---:|---:|---:|---:|",
     ]
     for area in areas:
         names = [n for n in statuses if in_scope(n, areas) == area and statuses[n] != "not checked"]
         k = sum(statuses[n] in killed for n in names)
-        lines.append(f"| {area} | {len(names)} | {k} | {len(names) - k} |")
+        not_run = sum(in_scope(n, areas) == area for n in unchecked)
+        lines.append(f"| {area} | {len(names)} | {k} | {len(names) - k} | {not_run} |")
     by_status = Counter(statuses.values())
     lines += [
         "",
         f"**{caught} of {total - len(equivalent)} non-equivalent mutants killed: {score:.1%}** "
-        f"({total} mutants, {len(equivalent)} equivalent, {len(missed)} survivors not explained; "
-        f"statuses: {', '.join(f'{s} {c}' for s, c in sorted(by_status.items()))}).",
+        f"({total} mutants run, {len(equivalent)} equivalent, {len(missed)} survivors not explained"
+        + (f"; {len(unchecked)} mutants not run, outside the figure" if unchecked else "")
+        + f"; statuses: {', '.join(f'{s} {c}' for s, c in sorted(by_status.items()))}).",
     ]
     if missed:
         lines += [

@@ -35,3 +35,17 @@ def test_only_runs_mutmut_on_the_chosen_areas_and_records_them_apart(monkeypatch
     assert mutation.main(["--only", "CLI"]) == 0
     assert ran[0][-1:] == ["training.train.x_configs_from_args__mutmut_*"]
     assert recorded == ["mutation-only"]  # the whole run's section is left as it was
+
+
+def test_mutants_not_run_are_counted_apart_from_the_score(monkeypatch: pytest.MonkeyPatch) -> None:
+    statuses = {
+        "service.heads.x_softmax__mutmut_1": "killed",
+        "service.heads.x_softmax__mutmut_2": "survived",
+        "service.heads.x_softmax__mutmut_3": "not checked",
+    }
+    monkeypatch.setattr(mutation, "results", lambda: statuses)
+    monkeypatch.setattr(mutation, "diff_of", lambda name: ["+    return x"])
+    text = mutation.report(["probabilities, labels and the input contract"])
+    assert "| probabilities, labels and the input contract | 2 | 1 | 1 | 1 |" in text
+    assert "**1 of 2 non-equivalent mutants killed: 50.0%** (2 mutants run" in text
+    assert "1 mutants not run, outside the figure" in text
