@@ -219,6 +219,12 @@ EQUIVALENT: list[tuple[str, str, str]] = [
         "always drawing on the CPU: the same on a machine without CUDA (the `cuda` tier draws on the GPU)",
     ),
     (
+        "training.train.x_train__*",
+        r"load_mnist\(data_cfg, (None)?\)|\.to\(None\)|fused=device\.type == \"(XXcudaXX|CUDA)\"",
+        "where the data and the model are put, and whether the device is CUDA: the CPU either way on a machine "
+        "without CUDA (the `cuda` tier trains on the GPU)",
+    ),
+    (
         "training.train.x_summarize__*",
         r"torch\.load\(run_dir / \"best\.pt\", (map_location=None, |map_location=fit\.device, )?"
         r"(weights_only=(True|False|None)|)\)",

@@ -458,3 +458,26 @@ def test_a_run_not_told_to_resume_starts_afresh_and_logs_its_result(
     assert caplog.messages[-1] == (
         f"again: best epoch {summary['best_epoch']}, test accuracy {summary['test_accuracy']:.4f}"
     )
+
+
+@pytest.mark.parametrize(("dry_run", "updates", "epochs"), [(False, [3, 3], 2), (True, [1], 1)])
+def test_a_cpu_run_asks_for_the_unfused_optimizer_and_sizes_its_epochs(
+    tmp_path: Path,
+    synthetic_splits: MNISTSplits,
+    monkeypatch: pytest.MonkeyPatch,
+    dry_run: bool,
+    updates: list[int],
+    epochs: int,
+) -> None:
+    """256 training images, batches of 50, 2 per update: ceil(256 / 100) = 3 updates an epoch; a dry run, one."""
+    import training.train as loop
+
+    asked, sized = [], []
+    optimizer, epoch = loop.make_optimizer, loop.train_epoch
+    monkeypatch.setattr(loop, "make_optimizer", lambda *a, **kw: asked.append(kw) or optimizer(*a, **kw))
+    monkeypatch.setattr(loop, "train_epoch", lambda fit, split, n, tag: sized.append(n) or epoch(fit, split, n, tag))
+    cfg = tiny_run(tmp_path, synthetic_splits, "sized", epochs=2, batch_size=50, grad_accum=2, dry_run=dry_run)
+    result = train(ModelConfig(hidden=(8,)), cfg, DataConfig(), data=synthetic_splits)
+    assert asked == [{"fused": False}]  # torch's default optimizer on the CPU: earlier runs' weights, bit for bit
+    assert sized == updates
+    assert len(result.history) == epochs
