@@ -220,9 +220,15 @@ EQUIVALENT: list[tuple[str, str, str]] = [
     ),
     (
         "training.train.x_train__*",
-        r"load_mnist\(data_cfg, (None)?\)|\.to\(None\)|fused=device\.type == \"(XXcudaXX|CUDA)\"",
+        r"load_mnist\(data_cfg, (None)?\)|\.to\(None\)|fused=device\.type == \"(XXcudaXX|CUDA)\""
+        r"|torch\.Generator\(device=None\)",
         "where the data and the model are put, and whether the device is CUDA: the CPU either way on a machine "
         "without CUDA (the `cuda` tier trains on the GPU)",
+    ),
+    (
+        "training.train.x_train__*",
+        r"best_val, start_epoch = -2\.0, 0",
+        "the best validation accuracy so far starts below any accuracy (0 or more): -1 and -2 alike",
     ),
     (
         "training.train.x_summarize__*",

@@ -481,3 +481,17 @@ def test_a_cpu_run_asks_for_the_unfused_optimizer_and_sizes_its_epochs(
     assert asked == [{"fused": False}]  # torch's default optimizer on the CPU: earlier runs' weights, bit for bit
     assert sized == updates
     assert len(result.history) == epochs
+
+
+def test_a_resumed_run_says_where_it_starts_then_what_it_trains(
+    tmp_path: Path, synthetic_splits: MNISTSplits, caplog: pytest.LogCaptureFixture
+) -> None:
+    cfg, model_cfg = tiny_run(tmp_path, synthetic_splits, "logged", epochs=2), ModelConfig(hidden=(8,))
+    train(model_cfg, cfg, DataConfig(), data=synthetic_splits, stop_after_epoch=1)
+    with caplog.at_level("INFO", logger="training.train"):
+        result = train(model_cfg, cfg, DataConfig(), data=synthetic_splits, resume=True)
+    parameters = 784 * 8 + 8 + 8 * 10 + 10
+    assert caplog.messages[:2] == [
+        f"resumed {result.run_dir} after epoch 1",
+        f"training logged: {model_cfg}, {parameters} parameters on cpu",
+    ]
