@@ -231,6 +231,11 @@ EQUIVALENT: list[tuple[str, str, str]] = [
         "the best validation accuracy so far starts below any accuracy (0 or more): -1 and -2 alike",
     ),
     (
+        "training.train.x_train__*",
+        r"time\.perf_counter\(\) - last_save > SAVE_EVERY_S",
+        "a clock reading exactly SAVE_EVERY_S after the last save: not reachable with a real clock",
+    ),
+    (
         "training.train.x_summarize__*",
         r"torch\.load\(run_dir / \"best\.pt\", (map_location=None, |map_location=fit\.device, )?"
         r"(weights_only=(True|False|None)|)\)",

@@ -472,15 +472,23 @@ def test_a_cpu_run_asks_for_the_unfused_optimizer_and_sizes_its_epochs(
     """256 training images, batches of 50, 2 per update: ceil(256 / 100) = 3 updates an epoch; a dry run, one."""
     import training.train as loop
 
-    asked, sized = [], []
+    asked, sized, tags, returned = [], [], [], []
     optimizer, epoch = loop.make_optimizer, loop.train_epoch
+
+    def one_epoch(fit: loop.Fit, split: Split, updates: int, tag: str) -> tuple[float, float, float]:
+        sized.append(updates)
+        tags.append(tag)
+        returned.append(epoch(fit, split, updates, tag))
+        return returned[-1]
+
     monkeypatch.setattr(loop, "make_optimizer", lambda *a, **kw: asked.append(kw) or optimizer(*a, **kw))
-    monkeypatch.setattr(loop, "train_epoch", lambda fit, split, n, tag: sized.append(n) or epoch(fit, split, n, tag))
+    monkeypatch.setattr(loop, "train_epoch", one_epoch)
     cfg = tiny_run(tmp_path, synthetic_splits, "sized", epochs=2, batch_size=50, grad_accum=2, dry_run=dry_run)
     result = train(ModelConfig(hidden=(8,)), cfg, DataConfig(), data=synthetic_splits)
     assert asked == [{"fused": False}]  # torch's default optimizer on the CPU: earlier runs' weights, bit for bit
     assert sized == updates
-    assert len(result.history) == epochs
+    assert tags == [f"{e}/{epochs}" for e in range(1, epochs + 1)]  # the progress bar's label
+    assert [(r["train_loss"], r["train_accuracy"]) for r in result.history] == [(lo, ac) for lo, ac, _ in returned]
 
 
 def test_a_resumed_run_says_where_it_starts_then_what_it_trains(
@@ -495,3 +503,41 @@ def test_a_resumed_run_says_where_it_starts_then_what_it_trains(
         f"resumed {result.run_dir} after epoch 1",
         f"training logged: {model_cfg}, {parameters} parameters on cpu",
     ]
+
+
+@pytest.mark.parametrize(("keep", "kept"), [("best", 1), ("last", 2)])
+def test_the_epoch_kept_across_a_resume_is_the_one_keep_names(
+    tmp_path: Path, synthetic_splits: MNISTSplits, monkeypatch: pytest.MonkeyPatch, keep: str, kept: int
+) -> None:
+    """Validation accuracy 0.9 after epoch 1, 0.5 after epoch 2: the best is epoch 1, even across a resume
+    (its accuracy comes back with last.pt), and `--keep last` takes epoch 2 all the same."""
+    import training.train as loop
+
+    record = loop.epoch_record
+    monkeypatch.setattr(loop, "epoch_record", lambda e, *a: record(e, *a) | {"val_accuracy": {1: 0.9, 2: 0.5}[e]})
+    cfg, model_cfg = tiny_run(tmp_path, synthetic_splits, keep, epochs=2, keep=keep), ModelConfig(hidden=(8,))
+    stopped = train(model_cfg, cfg, DataConfig(), data=synthetic_splits, stop_after_epoch=1)
+    assert isinstance(stopped.model, MLP)
+    assert stopped.summary == {}  # no test-set figures for a run that did not finish
+    result = train(model_cfg, cfg, DataConfig(), data=synthetic_splits, resume=True)
+    assert result.summary["best_epoch"] == kept
+
+
+def test_the_run_files_wait_for_the_save_interval(
+    tmp_path: Path, synthetic_splits: MNISTSplits, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A clock that moves 1 ms per reading never reaches a 5 s interval in 3 short epochs: one save, at the end."""
+    import training.train as loop
+
+    readings = iter(1000.0 + i / 1000 for i in range(10**6))
+    drawn: list[int] = []
+    monkeypatch.setattr(loop, "SAVE_EVERY_S", 5.0)
+    monkeypatch.setattr(loop.time, "perf_counter", lambda: next(readings))
+    monkeypatch.setattr(loop, "plot_curves", lambda history, path, title: drawn.append(len(history)))
+    train(
+        ModelConfig(hidden=(8,)),
+        tiny_run(tmp_path, synthetic_splits, "clock", epochs=3),
+        DataConfig(),
+        data=synthetic_splits,
+    )
+    assert drawn == [3]
