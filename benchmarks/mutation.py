@@ -244,13 +244,24 @@ EQUIVALENT: list[tuple[str, str, str]] = [
     ),
     (
         "training.train.x_train_epoch__*",
-        r"generator=fit\.shuffle, (device=None)?\)|dtype=torch\.float64, (device=None)?\)",
+        r"generator=fit\.shuffle, (device=None)?\)|dtype=torch\.(float64|int64), (device=None)?\)",
         "where the shuffle and the sums are made: the CPU either way on a machine without CUDA",
     ),
     (
         "training.train.x_train_epoch__*",
-        r"correct = torch\.zeros\(\(\), dtype=None, device=device\)",
+        r"correct = torch\.zeros\(\(\), (dtype=None, )?device=device\)",
         "the correct count in float32 instead of int64: whole numbers below 2^24 are exact in float32",
+    ),
+    (
+        "training.train.x_train_epoch__*",
+        r"autocast = (None|torch\.autocast\(.*\) if .*use_amp.* else None)$|batch_size, None, fit\.count_correct",
+        "the bf16 autocast context: CUDA's, which changes nothing on a machine without CUDA (the `cuda` tier "
+        "trains with it)",
+    ),
+    (
+        "training.train.x_train_epoch__*",
+        r"for i in tqdm\(range\(updates\)",
+        "only how the progress bar looks: its description, whether it stays, when it hides",
     ),
     (
         "training.train.x_summarize__*",
