@@ -64,10 +64,18 @@ def test_same_seed_gives_the_same_weights_on_cpu(tmp_path: Path, small_mnist: MN
 
 
 @pytest.mark.data
-def test_resumed_run_matches_an_uninterrupted_one(tmp_path: Path, small_mnist: MNISTSplits) -> None:
+@pytest.mark.parametrize(
+    "augment",
+    [{}, {"augment_shift": 2, "augment_rotate": 10.0, "elastic_alpha": 1.0, "elastic_sigma": 4.0}],
+    ids=["plain", "augmented"],
+)
+def test_resumed_run_matches_an_uninterrupted_one(tmp_path: Path, small_mnist: MNISTSplits, augment: dict) -> None:
+    """Augmentation included: its draws come from the run's generator, which last.pt carries, not the global one."""
     cfg = ModelConfig(hidden=(32,), dropout=0.1)
-    straight = train(cfg, tiny_run(tmp_path, small_mnist, "straight", epochs=3), DataConfig(), data=small_mnist)
-    crashed = tiny_run(tmp_path, small_mnist, "crashed", epochs=3)
+    straight = train(
+        cfg, tiny_run(tmp_path, small_mnist, "straight", epochs=3, **augment), DataConfig(), data=small_mnist
+    )
+    crashed = tiny_run(tmp_path, small_mnist, "crashed", epochs=3, **augment)
     partial = train(cfg, crashed, DataConfig(), data=small_mnist, stop_after_epoch=1)
     assert len(partial.history) == 1
     assert not (partial.run_dir / "summary.json").exists()
@@ -541,3 +549,19 @@ def test_the_run_files_wait_for_the_save_interval(
         data=synthetic_splits,
     )
     assert drawn == [3]
+
+
+def test_an_epochs_train_loss_and_accuracy_are_per_image_seen(
+    tmp_path: Path, synthetic_splits: MNISTSplits, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each update reports a summed loss of 10 and 5 correct: 3 updates over the 256 training images give a mean
+    loss of 30 / 256 and an accuracy of 15 / 256."""
+    import training.train as loop
+
+    def scripted(model, optimizer, loss_fn, x, y, *rest):  # noqa: ANN001, ANN002, ANN202
+        return torch.tensor(10.0, dtype=torch.float64), torch.tensor(5)
+
+    monkeypatch.setattr(loop, "accumulated_update", scripted)
+    cfg = tiny_run(tmp_path, synthetic_splits, "per-image", batch_size=50, grad_accum=2)
+    (record,) = train(ModelConfig(hidden=(8,)), cfg, DataConfig(), data=synthetic_splits).history
+    assert (record["train_loss"], record["train_accuracy"]) == (30 / 256, 15 / 256)
