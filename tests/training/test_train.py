@@ -497,6 +497,7 @@ def test_a_cpu_run_asks_for_the_unfused_optimizer_and_sizes_its_epochs(
     assert sized == updates
     assert tags == [f"{e}/{epochs}" for e in range(1, epochs + 1)]  # the progress bar's label
     assert [(r["train_loss"], r["train_accuracy"]) for r in result.history] == [(lo, ac) for lo, ac, _ in returned]
+    assert all(0 < r["train_accuracy"] <= 1 and 0 < r["epoch_seconds"] < 600 for r in result.history)
 
 
 def test_a_resumed_run_says_where_it_starts_then_what_it_trains(
@@ -538,17 +539,17 @@ def test_the_run_files_wait_for_the_save_interval(
     import training.train as loop
 
     readings = iter(1000.0 + i / 1000 for i in range(10**6))
-    drawn: list[int] = []
+    drawn: list[tuple[int, str]] = []
     monkeypatch.setattr(loop, "SAVE_EVERY_S", 5.0)
     monkeypatch.setattr(loop.time, "perf_counter", lambda: next(readings))
-    monkeypatch.setattr(loop, "plot_curves", lambda history, path, title: drawn.append(len(history)))
+    monkeypatch.setattr(loop, "plot_curves", lambda history, path, title: drawn.append((len(history), title)))
     train(
         ModelConfig(hidden=(8,)),
         tiny_run(tmp_path, synthetic_splits, "clock", epochs=3),
         DataConfig(),
         data=synthetic_splits,
     )
-    assert drawn == [3]
+    assert drawn == [(3, "clock: 6,370 parameters")]
 
 
 def test_an_epochs_train_loss_and_accuracy_are_per_image_seen(
@@ -565,3 +566,18 @@ def test_an_epochs_train_loss_and_accuracy_are_per_image_seen(
     cfg = tiny_run(tmp_path, synthetic_splits, "per-image", batch_size=50, grad_accum=2)
     (record,) = train(ModelConfig(hidden=(8,)), cfg, DataConfig(), data=synthetic_splits).history
     assert (record["train_loss"], record["train_accuracy"]) == (30 / 256, 15 / 256)
+
+
+@pytest.mark.parametrize(("activation", "dead"), [("relu", None), ("tanh", "n/a")])
+def test_each_epoch_logs_its_record(
+    tmp_path: Path, synthetic_splits: MNISTSplits, caplog: pytest.LogCaptureFixture, activation: str, dead: str | None
+) -> None:
+    cfg = tiny_run(tmp_path, synthetic_splits, activation)
+    with caplog.at_level("INFO", logger="training.train"):
+        (r,) = train(ModelConfig(hidden=(8,), activation=activation), cfg, DataConfig(), data=synthetic_splits).history
+    assert (r["dead_relu_fraction"] is None) == (dead == "n/a")
+    dead = dead or f"{r['dead_relu_fraction']:.3f}"
+    assert (
+        f"epoch 1: train loss {r['train_loss']:.4f} acc {r['train_accuracy']:.4f} | val loss {r['val_loss']:.4f} "
+        f"acc {r['val_accuracy']:.4f} | dead relu {dead} | {r['epoch_seconds']:.2f}s"
+    ) in caplog.messages
