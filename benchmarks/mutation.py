@@ -264,6 +264,16 @@ EQUIVALENT: list[tuple[str, str, str]] = [
         "only how the progress bar looks: its description, whether it stays, when it hides",
     ),
     (
+        "training.train.x_*",
+        r"(correct|loss_sum|loss) = torch\.zeros\(\(\), dtype=torch\.(float64|int64), (device=None)?\)",
+        "where a running sum is made: the CPU either way on a machine without CUDA",
+    ),
+    (
+        "training.train.x_evaluate__*",
+        r"correct = torch\.zeros\(\(\), (dtype=None, )?device=split\.x\.device\)",
+        "the correct count in float32 instead of int64: whole numbers below 2^24 are exact in float32",
+    ),
+    (
         "training.train.x_summarize__*",
         r"torch\.load\(run_dir / \"best\.pt\", (map_location=None, |map_location=fit\.device, )?"
         r"(weights_only=(True|False|None)|)\)",
@@ -283,9 +293,9 @@ EQUIVALENT: list[tuple[str, str, str]] = [
     ),
     (
         "service.codecs.images.x_png_data_complete__*",
-        r"PNG_CHANNELS\.get\(colour, (None|2)\)",
-        "an unknown colour type: Pillow refuses such a PNG when it opens it, before this check (colour types 1, 5, "
-        "7 and 8 tried)",
+        r"PNG_CHANNELS\.get\(colour, (None|2)?\)|width = height = depth = colour = interlace = (None|1)$",
+        "an unknown colour type, or no IHDR chunk: Pillow refuses such a PNG when it opens it, before this check "
+        "(colour types 1, 5, 7 and 8 tried)",
     ),
     (
         "service.codecs.images.x_png_data_complete__*",

@@ -372,6 +372,13 @@ def test_lengths_and_sizes_past_2_to_the_31_are_read_unsigned() -> None:
     assert not png_data_complete(SIGNATURE + grey_header(8, 1) + huge_chunk + rows)
 
 
+def test_a_png_cut_short_is_not_complete_and_raises_nothing() -> None:
+    stream = zlib.compress(noisy_rows(64, 8))
+    whole = SIGNATURE + grey_header(64, 8) + png_chunk(b"IDAT", stream) + png_chunk(b"IEND", b"")
+    assert png_data_complete(whole)
+    assert not png_data_complete(whole[:-200])  # IEND and the end of IDAT gone
+
+
 def test_image_data_that_does_not_inflate_is_not_complete() -> None:
     png = SIGNATURE + grey_header(8, 1) + png_chunk(b"IDAT", b"\xff" * 16) + png_chunk(b"IEND", b"")
     assert not png_data_complete(png)

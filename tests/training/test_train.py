@@ -581,3 +581,11 @@ def test_each_epoch_logs_its_record(
         f"epoch 1: train loss {r['train_loss']:.4f} acc {r['train_accuracy']:.4f} | val loss {r['val_loss']:.4f} "
         f"acc {r['val_accuracy']:.4f} | dead relu {dead} | {r['epoch_seconds']:.2f}s"
     ) in caplog.messages
+
+
+def test_a_second_save_with_nothing_new_leaves_best_pt_as_it_was(tmp_path: Path) -> None:
+    best = BestCheckpoint(tmp_path / "best.pt")
+    assert best.offer(0.5, lambda: {"model": {"w": torch.ones(2)}, "epoch": 1})
+    best.save()
+    best.save()
+    assert torch.equal(torch.load(tmp_path / "best.pt", weights_only=True)["model"]["w"], torch.ones(2))
