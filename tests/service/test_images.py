@@ -377,6 +377,7 @@ def test_a_png_cut_short_is_not_complete_and_raises_nothing() -> None:
     whole = SIGNATURE + grey_header(64, 8) + png_chunk(b"IDAT", stream) + png_chunk(b"IEND", b"")
     assert png_data_complete(whole)
     assert not png_data_complete(whole[:-200])  # IEND and the end of IDAT gone
+    assert png_data_complete(whole[:-10])  # every row there; only 2 bytes of the IEND chunk, too few to read
 
 
 def test_image_data_that_does_not_inflate_is_not_complete() -> None:
