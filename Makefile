@@ -43,7 +43,7 @@ test: $(VENV)/.dev  ## set up, then run the whole test suite
 test-quick: $(VENV)/.dev  ## the quick tier: no server processes, no long training
 	$(BIN)/python -m pytest -m "not slow"
 
-mutation: $(VENV)/.dev  ## mutation score of the quick tier -> docs/testing.md (about 50 minutes on 2 cores)
+mutation: $(VENV)/.dev  ## mutation score of the quick tier -> docs/testing.md (about 3 hours on 2 cores)
 	rm -rf mutants
 	$(BIN)/python -m benchmarks.mutation
 

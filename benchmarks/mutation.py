@@ -1,6 +1,6 @@
 """Mutation score of the quick test tier over the code that decides answers, recorded in docs/testing.md.
 
-    python -m benchmarks.mutation              # make mutation: about 50 minutes on 2 cores
+    python -m benchmarks.mutation              # make mutation: about 3 hours on 2 cores
     python -m benchmarks.mutation --report     # summarize the last run again, without re-running
     python -m benchmarks.mutation --only wiring             # only the areas whose name holds "wiring"
     python -m benchmarks.mutation --only "settings from"    # one area
